@@ -1,0 +1,183 @@
+//! Commands (what a log entry asks the state machine to do) and their responses.
+//!
+//! A command is plain data carrying everything apply needs: values computed before proposing (a
+//! canonical name, a password hash, a random token, a cooldown length from the proposer's
+//! configuration) travel inside it, so apply is a pure function of the entry and redb. Each
+//! command touches the keys of one shard where it can (a canonical name, a user), so the state can
+//! later be split across several Raft groups by key.
+
+use serde::{Deserialize, Serialize};
+
+/// The stable error codes of the GraphQL contract that the state machine can decide.
+///
+/// Business rules are decided at apply time on the committed order; a rejected command is still a
+/// committed entry, but it changes nothing and answers with one of these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ErrorCode {
+    /// The caller may not do this.
+    Forbidden,
+    /// The input broke a rule.
+    InvalidInput,
+    /// The thing named does not exist.
+    NotFound,
+    /// The name has an owner.
+    UsernameTaken,
+    /// The name is held by someone else's reservation.
+    UsernameReserved,
+    /// The name is reserved by policy or cooling down after a release.
+    UsernameBlocked,
+    /// The name breaks the username policy.
+    UsernameInvalid,
+    /// Credentials did not match.
+    Unauthenticated,
+}
+
+impl ErrorCode {
+    /// The code as it appears in a GraphQL error's `extensions.code`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::Forbidden => "FORBIDDEN",
+            ErrorCode::InvalidInput => "INVALID_INPUT",
+            ErrorCode::NotFound => "NOT_FOUND",
+            ErrorCode::UsernameTaken => "USERNAME_TAKEN",
+            ErrorCode::UsernameReserved => "USERNAME_RESERVED",
+            ErrorCode::UsernameBlocked => "USERNAME_BLOCKED",
+            ErrorCode::UsernameInvalid => "USERNAME_INVALID",
+            ErrorCode::Unauthenticated => "UNAUTHENTICATED",
+        }
+    }
+}
+
+/// A rule the state machine refused a command for, with a message that names the rule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message}")]
+pub struct DomainError {
+    /// The stable code.
+    pub code: ErrorCode,
+    /// A sentence for humans naming the rule and the values that broke it.
+    pub message: String,
+}
+
+impl DomainError {
+    /// A refusal with `code` and a message.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        DomainError { code, message: message.into() }
+    }
+}
+
+/// The role of an account. The first account a cluster registers is an admin so that a fresh
+/// cluster can be administered; every later one is a plain user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Role {
+    /// May administer the cluster and the catalogue.
+    Admin,
+    /// Everyone else.
+    User,
+}
+
+/// An account as stored in the `users` table (the password hash lives apart, in `credentials`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    /// Assigned at apply time from a replicated counter, starting at 1.
+    pub id: u64,
+    /// The name as the user typed it (NFC), shown to others.
+    pub username: String,
+    /// The canonical form (NFKC, case folded, confusable skeleton) that owns the name.
+    pub canonical: String,
+    /// Free-form display name.
+    pub display_name: String,
+    /// Contact e-mail, if given.
+    pub email: Option<String>,
+    /// Profile text.
+    pub bio: String,
+    /// Profile picture URL.
+    pub avatar_url: Option<String>,
+    /// What the account may do.
+    pub role: Role,
+    /// When the account was created (state machine time).
+    pub created_at_ms: i64,
+}
+
+/// What a log entry asks the state machine to do.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Command {
+    /// Hold `canonical` for whoever has `token`, until `at + ttl_ms`.
+    ReserveUsername {
+        /// The name as typed.
+        name: String,
+        /// Its canonical form, computed before proposing.
+        canonical: String,
+        /// A random capability generated before proposing; `register` with it may take the name.
+        token: String,
+        /// How long the hold lasts.
+        ttl_ms: i64,
+    },
+    /// Create an account owning `canonical`.
+    Register {
+        /// The name as typed (NFC).
+        username: String,
+        /// Its canonical form, computed before proposing.
+        canonical: String,
+        /// An argon2id PHC string, computed before proposing.
+        password_hash: String,
+        /// Display name.
+        display_name: String,
+        /// E-mail, validated before proposing.
+        email: Option<String>,
+        /// The token of a reservation of this name, if the caller holds one.
+        reservation_token: Option<String>,
+    },
+    /// Move an account to a new name; the old one cools down for `cooldown_ms`.
+    ChangeUsername {
+        /// The account.
+        user_id: u64,
+        /// The new name as typed.
+        username: String,
+        /// Its canonical form.
+        canonical: String,
+        /// A reservation of the new name, if held.
+        reservation_token: Option<String>,
+        /// How long the released name stays blocked (from the proposer's configuration).
+        cooldown_ms: i64,
+    },
+    /// Delete an account; its name cools down for `cooldown_ms`.
+    DeleteAccount {
+        /// The account.
+        user_id: u64,
+        /// How long the released name stays blocked.
+        cooldown_ms: i64,
+    },
+}
+
+impl Command {
+    /// A short name for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Command::ReserveUsername { .. } => "reserve_username",
+            Command::Register { .. } => "register",
+            Command::ChangeUsername { .. } => "change_username",
+            Command::DeleteAccount { .. } => "delete_account",
+        }
+    }
+}
+
+/// The result of applying one command.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Response {
+    /// A reservation was made.
+    Reserved {
+        /// The capability to present at `register`.
+        token: String,
+        /// When the hold ends (state machine time, ms since the epoch).
+        expires_at_ms: i64,
+    },
+    /// An account was created or changed; this is its new state.
+    User(User),
+    /// An account was deleted.
+    Deleted {
+        /// Its id.
+        user_id: u64,
+    },
+    /// The command broke a rule and changed nothing.
+    Rejected(DomainError),
+}

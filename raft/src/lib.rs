@@ -1,0 +1,31 @@
+//! The replicated store: Raft (openraft 0.9) over redb.
+//!
+//! Every change to the state is a [`Command`] in the Raft log, applied in the same order on every
+//! node by a deterministic state machine over redb tables. This crate knows nothing of GraphQL
+//! or HTTP servers: the node crate mounts the RPC handlers, the schema crate talks to [`Store`].
+//!
+//! Layout:
+//! - `types`: the openraft type configuration; a log entry carries a batch of proposals.
+//! - `command`: commands, responses, stable error codes.
+//! - `names`: username canonical form (NFKC, case fold, TS #39 skeleton) and policy.
+//! - `log_store`: the Raft log in its own redb file (`RaftLogStorage`).
+//! - `state_machine`: apply, reads and snapshots over the state redb file (`RaftStateMachine`).
+//! - `network`: node-to-node RPC over HTTP with the cluster secret (`RaftNetworkFactory`).
+//! - `proposer`: batches concurrent proposals into one entry and forwards them to the leader.
+//! - `store`: the narrow handle the schema uses: propose, read at a consistency, cluster status.
+
+pub mod command;
+mod log_store;
+pub mod names;
+pub mod network;
+mod proposer;
+mod read_index;
+pub mod state_machine;
+mod store;
+pub mod types;
+
+pub use command::{Command, DomainError, ErrorCode, Response, Role, User};
+pub use log_store::LogStore;
+pub use state_machine::{ReadView, SmError, StateMachine};
+pub use store::{ClusterStatus, Consistency, MemberStatus, Read, Store, StoreConfig, StoreError, StoreStats, RETRY_AFTER_MS};
+pub use types::{NodeId, TypeConfig};

@@ -1,0 +1,229 @@
+//! The Raft log in redb, behind openraft's `RaftLogStorage`.
+//!
+//! The log lives in its own redb file, apart from the state machine, so that appending (on the
+//! Raft core's path) and applying (on the state machine worker) never wait for each other's write
+//! lock or fsync. Every append is durable before openraft is told it is flushed: Raft's safety
+//! rests on a follower never forgetting an entry it acknowledged.
+
+use std::fmt::Debug;
+use std::ops::RangeBounds;
+use std::path::Path;
+use std::sync::Arc;
+
+use openraft::storage::{LogFlushed, RaftLogStorage};
+use openraft::{AnyError, ErrorSubject, ErrorVerb, LogState, RaftLogReader, StorageIOError};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+
+use crate::types::{Entry, LogId, StorageError, TypeConfig, Vote};
+
+/// Log entries by index, serialized as JSON.
+const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("raft_log");
+/// The vote, the last purged log id and the committed log id.
+const LOG_META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_log_meta");
+
+const KEY_VOTE: &str = "vote";
+const KEY_PURGED: &str = "last_purged";
+const KEY_COMMITTED: &str = "committed";
+
+/// The redb-backed Raft log. Cloning shares the database.
+#[derive(Clone)]
+pub struct LogStore {
+    db: Arc<Database>,
+}
+
+fn io_error(subject: ErrorSubject<u64>, verb: ErrorVerb, e: impl std::error::Error + 'static) -> StorageError {
+    StorageIOError::new(subject, verb, AnyError::new(&e)).into()
+}
+
+fn read_err(e: impl std::error::Error + 'static) -> StorageError {
+    io_error(ErrorSubject::Logs, ErrorVerb::Read, e)
+}
+
+fn write_err(e: impl std::error::Error + 'static) -> StorageError {
+    io_error(ErrorSubject::Logs, ErrorVerb::Write, e)
+}
+
+/// Runs blocking redb work off the async worker threads: an fsync can take milliseconds, and the
+/// Raft core must keep answering heartbeats meanwhile.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StorageError> + Send + 'static,
+) -> Result<T, StorageError> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r,
+        Err(e) => Err(write_err(e)),
+    }
+}
+
+impl LogStore {
+    /// Opens (or creates) the log database at `path`.
+    pub fn open(path: &Path) -> Result<Self, redb::Error> {
+        let db = Database::create(path)?;
+        // Create the tables up front so that readers never see "table does not exist".
+        let txn = db.begin_write()?;
+        txn.open_table(LOG)?;
+        txn.open_table(LOG_META)?;
+        txn.commit()?;
+        Ok(LogStore { db: Arc::new(db) })
+    }
+
+    fn get_meta<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StorageError> {
+        let txn = self.db.begin_read().map_err(read_err)?;
+        let table = txn.open_table(LOG_META).map_err(read_err)?;
+        match table.get(key).map_err(read_err)? {
+            Some(v) => Ok(Some(serde_json::from_slice(v.value()).map_err(read_err)?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn put_meta<T: serde::Serialize>(
+        &self,
+        key: &'static str,
+        value: &T,
+        durability: Durability,
+    ) -> Result<(), StorageError> {
+        let bytes = serde_json::to_vec(value).map_err(write_err)?;
+        let db = self.db.clone();
+        blocking(move || {
+            let mut txn = db.begin_write().map_err(write_err)?;
+            txn.set_durability(durability).map_err(write_err)?;
+            txn.open_table(LOG_META).map_err(write_err)?.insert(key, bytes.as_slice()).map_err(write_err)?;
+            txn.commit().map_err(write_err)
+        })
+        .await
+    }
+
+    /// True when this node has never voted nor held a log entry: a fresh data directory.
+    pub async fn is_pristine(&mut self) -> Result<bool, StorageError> {
+        let state = self.get_log_state().await?;
+        let vote: Option<Vote> = self.get_meta(KEY_VOTE)?;
+        Ok(state.last_log_id.is_none() && vote.is_none())
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, StorageError> {
+        let start = range.start_bound().cloned();
+        let end = range.end_bound().cloned();
+        let db = self.db.clone();
+        blocking(move || {
+            let txn = db.begin_read().map_err(read_err)?;
+            let table = txn.open_table(LOG).map_err(read_err)?;
+            let mut out = Vec::new();
+            for item in table.range::<u64>((start, end)).map_err(read_err)? {
+                let (_, v) = item.map_err(read_err)?;
+                out.push(serde_json::from_slice(v.value()).map_err(read_err)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
+        let last_purged: Option<LogId> = self.get_meta(KEY_PURGED)?;
+        let txn = self.db.begin_read().map_err(read_err)?;
+        let table = txn.open_table(LOG).map_err(read_err)?;
+        let last = match table.last().map_err(read_err)? {
+            Some((_, v)) => {
+                let entry: Entry = serde_json::from_slice(v.value()).map_err(read_err)?;
+                Some(entry.log_id)
+            }
+            None => last_purged,
+        };
+        Ok(LogState { last_purged_log_id: last_purged, last_log_id: last })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
+        // A vote must survive a crash, or a node could vote twice in one term.
+        self.put_meta(KEY_VOTE, vote, Durability::Immediate).await
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
+        self.get_meta(KEY_VOTE)
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
+        // The committed id only lets a restarted node re-apply sooner; losing the latest one on a
+        // crash is harmless, so it does not pay for an fsync of its own.
+        self.put_meta(KEY_COMMITTED, &committed, Durability::None).await
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
+        Ok(self.get_meta::<Option<LogId>>(KEY_COMMITTED)?.flatten())
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
+    where
+        I: IntoIterator<Item = Entry> + Send,
+        I::IntoIter: Send,
+    {
+        let mut encoded = Vec::new();
+        for entry in entries {
+            encoded.push((entry.log_id.index, serde_json::to_vec(&entry).map_err(write_err)?));
+        }
+        let db = self.db.clone();
+        let res = blocking(move || {
+            let txn = db.begin_write().map_err(write_err)?;
+            {
+                let mut table = txn.open_table(LOG).map_err(write_err)?;
+                for (index, bytes) in &encoded {
+                    table.insert(*index, bytes.as_slice()).map_err(write_err)?;
+                }
+            }
+            txn.commit().map_err(write_err)
+        })
+        .await;
+        match res {
+            Ok(()) => {
+                callback.log_io_completed(Ok(()));
+                Ok(())
+            }
+            Err(e) => {
+                callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
+                Err(e)
+            }
+        }
+    }
+
+    async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        let db = self.db.clone();
+        blocking(move || {
+            let txn = db.begin_write().map_err(write_err)?;
+            txn.open_table(LOG)
+                .map_err(write_err)?
+                .retain_in::<u64, _>(log_id.index.., |_, _| false)
+                .map_err(write_err)?;
+            txn.commit().map_err(write_err)
+        })
+        .await
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        let bytes = serde_json::to_vec(&log_id).map_err(write_err)?;
+        let db = self.db.clone();
+        blocking(move || {
+            let txn = db.begin_write().map_err(write_err)?;
+            // The purge marker and the removal commit together, so the log state stays coherent.
+            txn.open_table(LOG_META)
+                .map_err(write_err)?
+                .insert(KEY_PURGED, bytes.as_slice())
+                .map_err(write_err)?;
+            txn.open_table(LOG)
+                .map_err(write_err)?
+                .retain_in::<u64, _>(..=log_id.index, |_, _| false)
+                .map_err(write_err)?;
+            txn.commit().map_err(write_err)
+        })
+        .await
+    }
+}

@@ -1,0 +1,74 @@
+//! Groups concurrent proposals into one Raft entry.
+//!
+//! openraft 0.9 appends and flushes each `client_write` on its own, so one command per entry
+//! would cost one fsync and one replication round each. Instead, commands wait in a bounded
+//! queue; a batch is cut whenever one of the `PROPOSAL_BATCHES_IN_FLIGHT_MAX` pipeline slots is
+//! free, so the slower the log, the larger the batches. This is group commit, not a lock: no
+//! command waits for another to be applied before it can join a batch.
+
+use std::sync::{Arc, Weak};
+
+use tokio::sync::{mpsc, oneshot, Semaphore};
+
+use crate::command::Response;
+use crate::store::{Inner, StoreError};
+use crate::types::{Batch, Proposal};
+
+/// Most commands in one log entry. Bounds entry size (and so replication message size).
+pub const PROPOSAL_BATCH_MAX: usize = 512;
+/// Batches proposed but not yet applied. More overlaps replication with the next append; fewer
+/// makes batches larger.
+pub const PROPOSAL_BATCHES_IN_FLIGHT_MAX: usize = 4;
+/// Commands waiting for a batch. Past this, `propose` waits for room (backpressure).
+pub const PROPOSALS_QUEUED_MAX: usize = 16_384;
+
+pub(crate) struct Pending {
+    pub proposal: Proposal,
+    pub reply: oneshot::Sender<Result<Response, StoreError>>,
+}
+
+/// The sending half; the batching task ends when it is dropped.
+pub(crate) type ProposerTx = mpsc::Sender<Pending>;
+
+/// Starts the batching task for `inner`.
+pub(crate) fn spawn(inner: Weak<Inner>, mut rx: mpsc::Receiver<Pending>) {
+    tokio::spawn(async move {
+        let slots = Arc::new(Semaphore::new(PROPOSAL_BATCHES_IN_FLIGHT_MAX));
+        while let Some(first) = rx.recv().await {
+            // Wait for a pipeline slot before cutting the batch: whatever arrives meanwhile joins.
+            let Ok(permit) = slots.clone().acquire_owned().await else { return };
+            let mut pending = vec![first];
+            while pending.len() < PROPOSAL_BATCH_MAX {
+                match rx.try_recv() {
+                    Ok(p) => pending.push(p),
+                    Err(_) => break,
+                }
+            }
+            let Some(inner) = inner.upgrade() else { return };
+            tokio::spawn(async move {
+                let (proposals, replies): (Vec<_>, Vec<_>) = pending.into_iter().map(|p| (p.proposal, p.reply)).unzip();
+                let n = proposals.len();
+                inner.metrics_batch(n);
+                match inner.submit_batch(Batch(proposals)).await {
+                    Ok(resp) if resp.0.len() == n => {
+                        for (reply, r) in replies.into_iter().zip(resp.0) {
+                            let _ = reply.send(Ok(r));
+                        }
+                    }
+                    Ok(resp) => {
+                        let e = StoreError::internal(format!("batch of {n} answered with {} responses", resp.0.len()));
+                        for reply in replies {
+                            let _ = reply.send(Err(e.clone()));
+                        }
+                    }
+                    Err(e) => {
+                        for reply in replies {
+                            let _ = reply.send(Err(e.clone()));
+                        }
+                    }
+                }
+                drop(permit);
+            });
+        }
+    });
+}

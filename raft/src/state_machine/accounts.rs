@@ -1,0 +1,190 @@
+//! Usernames and accounts: apply functions over the `names`, `users` and `credentials` tables,
+//! and the reads the schema needs.
+//!
+//! Who owns a canonical name is decided here, on the committed order, so two concurrent claims of
+//! one name on two nodes resolve the same way everywhere: the first entry wins, the second is
+//! rejected with `USERNAME_TAKEN`.
+
+use redb::ReadableTableMetadata;
+use serde::{Deserialize, Serialize};
+
+use super::tables::{self, get_json, id_key, put_json, Tables};
+use super::SmError;
+use crate::command::{DomainError, ErrorCode, Response, Role, User};
+
+/// What the `names` table knows about a canonical name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NameRecord {
+    /// An account owns it.
+    Owned {
+        /// The owner.
+        user_id: u64,
+    },
+    /// Held for whoever presents `token`, until `expires_at_ms`.
+    Reserved {
+        /// The capability.
+        token: String,
+        /// End of the hold.
+        expires_at_ms: i64,
+    },
+    /// Released by its owner; nobody may take it before `until_ms`.
+    Cooldown {
+        /// End of the cooldown.
+        until_ms: i64,
+    },
+}
+
+/// Formats state machine time for messages: RFC 3339, UTC, seconds.
+pub fn format_ms(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_else(|| format!("{ms} ms after the epoch"))
+}
+
+/// Decides whether a record lets someone holding `token` claim the name at `now_ms`. Expired holds
+/// and cooldowns count as free: they are cleaned up lazily, by the next claim.
+pub fn check_claim(record: Option<&NameRecord>, now_ms: i64, token: Option<&str>) -> Result<(), DomainError> {
+    match record {
+        None => Ok(()),
+        Some(NameRecord::Owned { .. }) => Err(DomainError::new(ErrorCode::UsernameTaken, "username is taken")),
+        Some(NameRecord::Reserved { token: held, expires_at_ms }) if *expires_at_ms > now_ms => {
+            if token == Some(held.as_str()) {
+                Ok(())
+            } else {
+                Err(DomainError::new(
+                    ErrorCode::UsernameReserved,
+                    format!("username is reserved until {}", format_ms(*expires_at_ms)),
+                ))
+            }
+        }
+        Some(NameRecord::Cooldown { until_ms }) if *until_ms > now_ms => Err(DomainError::new(
+            ErrorCode::UsernameBlocked,
+            format!("username was released recently and is blocked until {}", format_ms(*until_ms)),
+        )),
+        Some(_) => Ok(()),
+    }
+}
+
+pub(crate) fn reserve(t: &mut Tables, now: i64, canonical: &str, token: String, ttl_ms: i64) -> Result<Response, SmError> {
+    let record: Option<NameRecord> = get_json(&t.names, canonical.as_bytes())?;
+    if let Err(e) = check_claim(record.as_ref(), now, None) {
+        return Ok(Response::Rejected(e));
+    }
+    let expires_at_ms = now.saturating_add(ttl_ms);
+    put_json(&mut t.names, canonical.as_bytes(), &NameRecord::Reserved { token: token.clone(), expires_at_ms })?;
+    Ok(Response::Reserved { token, expires_at_ms })
+}
+
+/// The fields of a new account, as carried by `Command::Register`.
+pub(crate) struct NewAccount {
+    pub username: String,
+    pub canonical: String,
+    pub password_hash: String,
+    pub display_name: String,
+    pub email: Option<String>,
+    pub reservation_token: Option<String>,
+}
+
+pub(crate) fn register(t: &mut Tables, now: i64, a: NewAccount) -> Result<Response, SmError> {
+    let record: Option<NameRecord> = get_json(&t.names, a.canonical.as_bytes())?;
+    if let Err(e) = check_claim(record.as_ref(), now, a.reservation_token.as_deref()) {
+        return Ok(Response::Rejected(e));
+    }
+    let id = t.counter(tables::COUNTER_NEXT_USER_ID)?.max(1);
+    t.set_counter(tables::COUNTER_NEXT_USER_ID, id + 1)?;
+    let user = User {
+        id,
+        username: a.username,
+        canonical: a.canonical,
+        display_name: a.display_name,
+        email: a.email,
+        bio: String::new(),
+        avatar_url: None,
+        // The first account a cluster ever registers administers it.
+        role: if id == 1 { Role::Admin } else { Role::User },
+        created_at_ms: now,
+    };
+    put_json(&mut t.users, &id_key(id), &user)?;
+    t.credentials.insert(id_key(id).as_slice(), a.password_hash.as_bytes())?;
+    put_json(&mut t.names, user.canonical.as_bytes(), &NameRecord::Owned { user_id: id })?;
+    Ok(Response::User(user))
+}
+
+fn not_found(user_id: u64) -> Response {
+    Response::Rejected(DomainError::new(ErrorCode::NotFound, format!("no user with id {user_id}")))
+}
+
+pub(crate) fn change_username(
+    t: &mut Tables,
+    now: i64,
+    user_id: u64,
+    username: String,
+    canonical: String,
+    token: Option<String>,
+    cooldown_ms: i64,
+) -> Result<Response, SmError> {
+    let Some(mut user) = get_json::<User>(&t.users, &id_key(user_id))? else {
+        return Ok(not_found(user_id));
+    };
+    if canonical != user.canonical {
+        let record: Option<NameRecord> = get_json(&t.names, canonical.as_bytes())?;
+        if let Err(e) = check_claim(record.as_ref(), now, token.as_deref()) {
+            return Ok(Response::Rejected(e));
+        }
+        let until_ms = now.saturating_add(cooldown_ms);
+        put_json(&mut t.names, user.canonical.as_bytes(), &NameRecord::Cooldown { until_ms })?;
+        put_json(&mut t.names, canonical.as_bytes(), &NameRecord::Owned { user_id })?;
+        user.canonical = canonical;
+    }
+    // Same canonical form: only the spelling changes (say `alice` to `Alice`), and the name
+    // never leaves its owner.
+    user.username = username;
+    put_json(&mut t.users, &id_key(user_id), &user)?;
+    Ok(Response::User(user))
+}
+
+pub(crate) fn delete_account(t: &mut Tables, now: i64, user_id: u64, cooldown_ms: i64) -> Result<Response, SmError> {
+    let Some(user) = get_json::<User>(&t.users, &id_key(user_id))? else {
+        return Ok(not_found(user_id));
+    };
+    t.users.remove(id_key(user_id).as_slice())?;
+    t.credentials.remove(id_key(user_id).as_slice())?;
+    let until_ms = now.saturating_add(cooldown_ms);
+    put_json(&mut t.names, user.canonical.as_bytes(), &NameRecord::Cooldown { until_ms })?;
+    Ok(Response::Deleted { user_id })
+}
+
+/// Reads of this domain on a consistent snapshot of the state.
+impl super::ReadView {
+    /// The account with this id.
+    pub fn user(&self, id: u64) -> Result<Option<User>, SmError> {
+        let table = self.txn.open_table(tables::USERS)?;
+        get_json(&table, &id_key(id))
+    }
+
+    /// What the `names` table holds for a canonical name.
+    pub fn name_record(&self, canonical: &str) -> Result<Option<NameRecord>, SmError> {
+        let table = self.txn.open_table(tables::NAMES)?;
+        get_json(&table, canonical.as_bytes())
+    }
+
+    /// The account owning a canonical name.
+    pub fn user_by_canonical(&self, canonical: &str) -> Result<Option<User>, SmError> {
+        match self.name_record(canonical)? {
+            Some(NameRecord::Owned { user_id }) => self.user(user_id),
+            _ => Ok(None),
+        }
+    }
+
+    /// The password hash (argon2id PHC string) of an account.
+    pub fn password_hash(&self, user_id: u64) -> Result<Option<String>, SmError> {
+        let table = self.txn.open_table(tables::CREDENTIALS)?;
+        Ok(table.get(id_key(user_id).as_slice())?.map(|v| String::from_utf8_lossy(v.value()).into_owned()))
+    }
+
+    /// How many accounts exist, counted without a scan.
+    pub fn user_count(&self) -> Result<u64, SmError> {
+        let table = self.txn.open_table(tables::USERS)?;
+        Ok(table.len()?)
+    }
+}

@@ -1,0 +1,230 @@
+//! The replicated state machine: deterministic apply functions over redb tables.
+//!
+//! Apply takes every entry openraft hands over in one call and applies them in one redb write
+//! transaction, committed together with the last applied log id and the membership. A crash
+//! therefore either keeps the whole batch and its log id, or neither: an entry is never applied
+//! twice nor lost. Apply reads nothing but the entry and redb: no clock, no randomness, no network.
+
+pub mod accounts;
+mod snapshot;
+pub(crate) mod tables;
+
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use openraft::storage::RaftStateMachine;
+use openraft::{AnyError, EntryPayload, ErrorSubject, ErrorVerb, RaftSnapshotBuilder, StorageIOError};
+use redb::{Database, ReadTransaction, ReadableDatabase};
+use tokio::sync::watch;
+
+use crate::command::{Command, Response};
+use crate::types::{BatchResponse, Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
+use tables::{Tables, SM_META};
+
+/// Errors of the state machine's storage: redb, or a value that does not decode.
+#[derive(Debug, thiserror::Error)]
+pub enum SmError {
+    /// redb failed.
+    #[error("state storage: {0}")]
+    Redb(#[from] redb::Error),
+    /// A stored value did not decode, or a value did not encode.
+    #[error("state codec: {0}")]
+    Codec(#[from] serde_json::Error),
+    /// Stored bytes broke an invariant.
+    #[error("state corrupt: {0}")]
+    Corrupt(&'static str),
+    /// A snapshot could not be read or written.
+    #[error("snapshot: {0}")]
+    Snapshot(String),
+}
+
+macro_rules! redb_from {
+    ($($t:ty),*) => {$(
+        impl From<$t> for SmError {
+            fn from(e: $t) -> Self { SmError::Redb(e.into()) }
+        }
+    )*};
+}
+redb_from!(redb::TransactionError, redb::TableError, redb::StorageError, redb::CommitError, redb::DatabaseError, redb::SetDurabilityError);
+
+fn sm_err(verb: ErrorVerb, e: SmError) -> StorageError {
+    StorageIOError::new(ErrorSubject::StateMachine, verb, AnyError::new(&e)).into()
+}
+
+/// A consistent, read-only view of the state at one applied index.
+pub struct ReadView {
+    pub(crate) txn: ReadTransaction,
+    /// The log index this view reflects.
+    pub applied_index: u64,
+}
+
+/// The state machine. Cloning shares the database and the applied-index channel.
+#[derive(Clone)]
+pub struct StateMachine {
+    db: Arc<Database>,
+    dir: PathBuf,
+    applied: Arc<watch::Sender<u64>>,
+}
+
+impl StateMachine {
+    /// Opens (or creates) the state database in `dir`.
+    pub fn open(dir: &Path) -> Result<Self, SmError> {
+        std::fs::create_dir_all(dir).map_err(|e| SmError::Snapshot(format!("create {}: {e}", dir.display())))?;
+        let db = Database::create(dir.join("state.redb"))?;
+        let txn = db.begin_write()?;
+        Tables::open(&txn)?;
+        txn.open_table(SM_META)?;
+        txn.commit()?;
+        let sm = StateMachine { db: Arc::new(db), dir: dir.to_path_buf(), applied: Arc::new(watch::channel(0).0) };
+        let (last, _) = sm.read_applied_state()?;
+        sm.applied.send_replace(last.map_or(0, |l| l.index));
+        Ok(sm)
+    }
+
+    /// A watch of the last applied log index, updated after each committed apply batch.
+    pub fn applied_index(&self) -> watch::Receiver<u64> {
+        self.applied.subscribe()
+    }
+
+    /// A consistent read view of the applied state.
+    pub fn read(&self) -> Result<ReadView, SmError> {
+        let txn = self.db.begin_read()?;
+        let meta = txn.open_table(SM_META)?;
+        let applied_index = match meta.get(tables::META_LAST_APPLIED)? {
+            Some(v) => serde_json::from_slice::<Option<LogId>>(v.value())?.map_or(0, |l| l.index),
+            None => 0,
+        };
+        drop(meta);
+        Ok(ReadView { txn, applied_index })
+    }
+
+    fn read_applied_state(&self) -> Result<(Option<LogId>, StoredMembership), SmError> {
+        let txn = self.db.begin_read()?;
+        let meta = txn.open_table(SM_META)?;
+        let last = match meta.get(tables::META_LAST_APPLIED)? {
+            Some(v) => serde_json::from_slice(v.value())?,
+            None => None,
+        };
+        let membership = match meta.get(tables::META_MEMBERSHIP)? {
+            Some(v) => serde_json::from_slice(v.value())?,
+            None => StoredMembership::default(),
+        };
+        Ok((last, membership))
+    }
+
+    /// Applies entries in one write transaction. Runs on a blocking thread.
+    fn apply_blocking(&self, entries: Vec<Entry>) -> Result<Vec<BatchResponse>, SmError> {
+        let Some(last) = entries.last().map(|e| e.log_id) else {
+            return Ok(Vec::new());
+        };
+        let txn = self.db.begin_write()?;
+        let mut responses = Vec::with_capacity(entries.len());
+        let mut membership = None;
+        {
+            let mut t = Tables::open(&txn)?;
+            let mut clock = t.counter(tables::COUNTER_CLOCK)? as i64;
+            for entry in entries {
+                match entry.payload {
+                    EntryPayload::Blank => responses.push(BatchResponse::default()),
+                    EntryPayload::Membership(m) => {
+                        membership = Some(StoredMembership::new(Some(entry.log_id), m));
+                        responses.push(BatchResponse::default());
+                    }
+                    EntryPayload::Normal(batch) => {
+                        let mut out = Vec::with_capacity(batch.0.len());
+                        for p in batch.0 {
+                            // Time never goes back, whatever the proposers' clocks say.
+                            clock = clock.max(p.at_ms);
+                            out.push(apply_command(&mut t, clock, p.command)?);
+                        }
+                        responses.push(BatchResponse(out));
+                    }
+                }
+            }
+            t.set_counter(tables::COUNTER_CLOCK, clock.max(0) as u64)?;
+        }
+        {
+            let mut meta = txn.open_table(SM_META)?;
+            meta.insert(tables::META_LAST_APPLIED, serde_json::to_vec(&Some(last))?.as_slice())?;
+            if let Some(m) = membership {
+                meta.insert(tables::META_MEMBERSHIP, serde_json::to_vec(&m)?.as_slice())?;
+            }
+        }
+        txn.commit()?;
+        self.applied.send_replace(last.index);
+        Ok(responses)
+    }
+}
+
+/// Applies one command at state machine time `now`. Business rules are decided here.
+fn apply_command(t: &mut Tables, now: i64, command: Command) -> Result<Response, SmError> {
+    match command {
+        Command::ReserveUsername { canonical, token, ttl_ms, .. } => accounts::reserve(t, now, &canonical, token, ttl_ms),
+        Command::Register { username, canonical, password_hash, display_name, email, reservation_token } => {
+            accounts::register(
+                t,
+                now,
+                accounts::NewAccount { username, canonical, password_hash, display_name, email, reservation_token },
+            )
+        }
+        Command::ChangeUsername { user_id, username, canonical, reservation_token, cooldown_ms } => {
+            accounts::change_username(t, now, user_id, username, canonical, reservation_token, cooldown_ms)
+        }
+        Command::DeleteAccount { user_id, cooldown_ms } => accounts::delete_account(t, now, user_id, cooldown_ms),
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    verb: ErrorVerb,
+    f: impl FnOnce() -> Result<T, SmError> + Send + 'static,
+) -> Result<T, StorageError> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r.map_err(|e| sm_err(verb, e)),
+        Err(e) => Err(sm_err(verb, SmError::Snapshot(format!("blocking task failed: {e}")))),
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
+    async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
+        let sm = self.clone();
+        blocking(ErrorVerb::Write, move || sm.build_snapshot_blocking()).await
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = StateMachine;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+        self.read_applied_state().map_err(|e| sm_err(ErrorVerb::Read, e))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<BatchResponse>, StorageError>
+    where
+        I: IntoIterator<Item = Entry> + Send,
+        I::IntoIter: Send,
+    {
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        let sm = self.clone();
+        blocking(ErrorVerb::Write, move || sm.apply_blocking(entries)).await
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: Box<Cursor<Vec<u8>>>) -> Result<(), StorageError> {
+        let sm = self.clone();
+        let meta = meta.clone();
+        blocking(ErrorVerb::Write, move || sm.install_snapshot_blocking(&meta, snapshot.into_inner())).await
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
+        let sm = self.clone();
+        blocking(ErrorVerb::Read, move || sm.current_snapshot_blocking()).await
+    }
+}
