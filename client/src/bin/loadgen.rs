@@ -1,0 +1,789 @@
+//! `loadgen`: a closed-loop load generator for the GraphQL backend.
+//!
+//! N workers each send a request, await the answer and send the next, spread round-robin over
+//! the given nodes, for a warmup period (not measured) and then a measured period. Latencies go
+//! into per-worker HDR histograms merged at the end; errors are counted by their GraphQL
+//! `extensions.code` rather than ending the run. The process exits with status 1 only when no
+//! measured request succeeded.
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use client::{ops, transport, Client, Consistency};
+use futures::stream::{self, StreamExt};
+use hdrhistogram::Histogram;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+use serde_json::{json, Value};
+use tokio::task::JoinSet;
+
+/// How often the progress line is printed.
+const PROGRESS_INTERVAL_MS: u64 = 1_000;
+
+/// Highest latency the histograms track exactly; slower requests are recorded at this value,
+/// which is above any sensible request timeout.
+const LATENCY_MAX_US: u64 = 60_000_000;
+
+/// Histogram precision: three significant digits bound the quantization error to 0.1%.
+const LATENCY_SIGNIFICANT_DIGITS: u8 = 3;
+
+/// Default measured duration of a run.
+const DURATION_DEFAULT_SECS: u64 = 10;
+
+/// Default warmup before measuring, which lets connection pools and server caches fill.
+const WARMUP_DEFAULT_SECS: u64 = 1;
+
+/// Default number of closed-loop workers.
+const CONCURRENCY_DEFAULT_WORKERS: u32 = 16;
+
+/// Upper bound on workers, so a typo cannot spawn millions of tasks and sockets.
+const CONCURRENCY_MAX_WORKERS: u32 = 10_000;
+
+/// Length of a generated run id. Run ids are letters only and of fixed length, so the digits
+/// that follow them in a name can never be confused with part of another run's id.
+const RUN_ID_LEN_CHARS: usize = 5;
+
+/// Longest run id accepted from `--run-id`, keeping generated names well under the usernames'
+/// length limit.
+const RUN_ID_MAX_CHARS: usize = 8;
+
+/// Prefix of every generated name, so load-test names are easy to recognize on the server.
+const NAME_PREFIX: &str = "lg";
+
+/// Default reservation lifetime of the `claims` scenario.
+const CLAIM_TTL_DEFAULT_SECS: u32 = 300;
+
+/// Default number of distinct names the `checks` scenario draws from.
+const CHECK_NAMES_DEFAULT_COUNT: usize = 10_000;
+
+/// Extra lifetime given to the `checks` scenario's pre-reservations beyond the run itself, so
+/// they are still held when the last measured check arrives.
+const PRE_RESERVE_TTL_MARGIN_SECS: u64 = 60;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "loadgen",
+    about = "Closed-loop load generator for the GraphQL backend"
+)]
+struct Cli {
+    #[command(subcommand)]
+    scenario: ScenarioCommand,
+}
+
+/// One subcommand per scenario.
+#[derive(Subcommand, Debug)]
+enum ScenarioCommand {
+    /// Each request reserves a distinct, fresh username (`reserveUsername`).
+    Claims {
+        #[command(flatten)]
+        common: Common,
+        /// Reservation lifetime in seconds.
+        #[arg(long, default_value_t = CLAIM_TTL_DEFAULT_SECS)]
+        ttl: u32,
+    },
+    /// Each request checks the availability of a name drawn at random from a pool
+    /// (`usernameAvailability`).
+    Checks {
+        #[command(flatten)]
+        common: Common,
+        /// Read consistency requested from the server.
+        #[arg(long, value_enum)]
+        consistency: ConsistencyArg,
+        /// How many distinct names the checks draw from.
+        #[arg(long, default_value_t = CHECK_NAMES_DEFAULT_COUNT,
+              value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+        names: usize,
+        /// How many of those names to reserve before the run, so that some answers are RESERVED.
+        #[arg(long, default_value_t = 0)]
+        pool: usize,
+    },
+}
+
+/// Flags every scenario takes.
+#[derive(Args, Debug)]
+struct Common {
+    /// Comma-separated node base URLs; requests are spread round-robin over them.
+    #[arg(
+        long,
+        env = "LOADGEN_NODES",
+        value_delimiter = ',',
+        default_value = "http://127.0.0.1:8080"
+    )]
+    nodes: Vec<String>,
+    /// Number of closed-loop workers, each awaiting its request before sending the next.
+    #[arg(long, default_value_t = CONCURRENCY_DEFAULT_WORKERS,
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(CONCURRENCY_MAX_WORKERS)))]
+    concurrency: u32,
+    /// Measured duration in seconds, after the warmup.
+    #[arg(long, default_value_t = DURATION_DEFAULT_SECS, value_parser = clap::value_parser!(u64).range(1..))]
+    duration: u64,
+    /// Stop after this many measured requests, even if the duration has not elapsed.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    requests: Option<u64>,
+    /// Warmup in seconds before measuring; its requests are sent but not counted.
+    #[arg(long, default_value_t = WARMUP_DEFAULT_SECS)]
+    warmup: u64,
+    /// Per-request timeout in milliseconds.
+    #[arg(long, default_value_t = transport::REQUEST_TIMEOUT_MS)]
+    timeout_ms: u64,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Seed for the random choices of the scenario (not for the run id), for repeatable runs.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Lowercase letters that make this run's names unique; random by default.
+    #[arg(long, value_parser = parse_run_id)]
+    run_id: Option<String>,
+}
+
+/// The `--consistency` values.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum ConsistencyArg {
+    Local,
+    Linearizable,
+}
+
+impl From<ConsistencyArg> for Consistency {
+    fn from(arg: ConsistencyArg) -> Self {
+        match arg {
+            ConsistencyArg::Local => Consistency::Local,
+            ConsistencyArg::Linearizable => Consistency::Linearizable,
+        }
+    }
+}
+
+/// Accepts a run id of 1 to [`RUN_ID_MAX_CHARS`] lowercase ASCII letters.
+fn parse_run_id(s: &str) -> Result<String, String> {
+    if (1..=RUN_ID_MAX_CHARS).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_lowercase()) {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "expected 1 to {RUN_ID_MAX_CHARS} lowercase ASCII letters"
+        ))
+    }
+}
+
+/// A random letters-only run id of [`RUN_ID_LEN_CHARS`] characters.
+fn random_run_id(rng: &mut impl Rng) -> String {
+    (0..RUN_ID_LEN_CHARS)
+        .map(|_| char::from(rng.random_range(b'a'..=b'z')))
+        .collect()
+}
+
+/// The name the `claims` scenario reserves as worker `worker`'s request `seq`. Worker and
+/// sequence are decimal numbers separated by a letter, so distinct pairs give distinct names.
+fn claim_name(run_id: &str, worker: usize, seq: u64) -> String {
+    format!("{NAME_PREFIX}{run_id}{worker}x{seq}")
+}
+
+/// Name number `index` of the `checks` scenario's pool; the `p` keeps these apart from claim
+/// names of the same run.
+fn pool_name(run_id: &str, index: usize) -> String {
+    format!("{NAME_PREFIX}{run_id}p{index}")
+}
+
+/// One request a scenario wants sent.
+struct Request {
+    query: &'static str,
+    variables: Value,
+    /// Token to authenticate with; scenarios acting as a user (such as purchases) set it.
+    bearer: Option<Arc<str>>,
+}
+
+/// A workload: decides what worker `w` sends as its `n`th request.
+///
+/// Adding a scenario (purchases, subscriptions) means adding a variant here, an arm in each
+/// method, and a subcommand in [`ScenarioCommand`] whose setup (such as registering users and
+/// keeping their tokens in the variant) runs in [`build_scenario`] before the clock starts.
+enum Scenario {
+    /// Reserve a never-used name per request.
+    Claims { run_id: String, ttl_secs: u32 },
+    /// Check names drawn uniformly from `names`, the first `reserved` of which were reserved.
+    Checks {
+        names: Vec<String>,
+        reserved: usize,
+        consistency: Consistency,
+    },
+}
+
+impl Scenario {
+    /// Short name for reports.
+    fn label(&self) -> &'static str {
+        match self {
+            Self::Claims { .. } => "claims",
+            Self::Checks { .. } => "checks",
+        }
+    }
+
+    /// The scenario's parameters, for reports.
+    fn params(&self) -> Value {
+        match self {
+            Self::Claims { run_id, ttl_secs } => json!({ "run_id": run_id, "ttl_secs": ttl_secs }),
+            Self::Checks {
+                names,
+                reserved,
+                consistency,
+            } => json!({
+                "consistency": consistency.as_graphql(),
+                "names": names.len(),
+                "reserved": reserved,
+            }),
+        }
+    }
+
+    /// The request worker `worker` sends as its `seq`th.
+    fn request(&self, worker: usize, seq: u64, rng: &mut StdRng) -> Request {
+        match self {
+            Self::Claims { run_id, ttl_secs } => Request {
+                query: ops::RESERVE_MUTATION,
+                variables: json!({ "name": claim_name(run_id, worker, seq), "ttl": ttl_secs }),
+                bearer: None,
+            },
+            Self::Checks {
+                names, consistency, ..
+            } => Request {
+                query: ops::AVAILABILITY_QUERY,
+                variables: json!({
+                    "name": names[rng.random_range(0..names.len())],
+                    "c": consistency.as_graphql(),
+                }),
+                bearer: None,
+            },
+        }
+    }
+}
+
+/// Builds the scenario and runs its setup, which is not measured.
+async fn build_scenario(
+    command: &ScenarioCommand,
+    common: &Common,
+    client: &Client,
+    run_id: String,
+) -> anyhow::Result<Scenario> {
+    match *command {
+        ScenarioCommand::Claims { ttl, .. } => Ok(Scenario::Claims {
+            run_id,
+            ttl_secs: ttl,
+        }),
+        ScenarioCommand::Checks {
+            consistency,
+            names,
+            pool,
+            ..
+        } => {
+            if pool > names {
+                bail!("--pool {pool} exceeds --names {names}");
+            }
+            let names: Vec<String> = (0..names).map(|i| pool_name(&run_id, i)).collect();
+            let ttl_secs = common.warmup + common.duration + PRE_RESERVE_TTL_MARGIN_SECS;
+            let ttl_secs = u32::try_from(ttl_secs).unwrap_or(u32::MAX);
+            pre_reserve(
+                client,
+                &names[..pool],
+                ttl_secs,
+                common.concurrency as usize,
+            )
+            .await;
+            Ok(Scenario::Checks {
+                names,
+                reserved: pool,
+                consistency: consistency.into(),
+            })
+        }
+    }
+}
+
+/// Reserves `names` with at most `concurrency` requests in flight, retrying unavailable nodes,
+/// and reports how many succeeded. Failures are reported, not fatal: the checks still run, with
+/// fewer RESERVED answers.
+async fn pre_reserve(client: &Client, names: &[String], ttl_secs: u32, concurrency: usize) {
+    if names.is_empty() {
+        return;
+    }
+    let client = client.clone().with_retries(true);
+    let results: Vec<_> = stream::iter(names.iter().enumerate())
+        .map(|(i, name)| {
+            let client = &client;
+            async move { client.reserve_username(i, name, Some(ttl_secs)).await }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    let mut errors = BTreeMap::<String, u64>::new();
+    for e in results.iter().filter_map(|r| r.as_ref().err()) {
+        *errors.entry(e.code()).or_default() += 1;
+    }
+    let failed: u64 = errors.values().sum();
+    eprintln!(
+        "pre-reserved {} of {} names{}",
+        names.len() as u64 - failed,
+        names.len(),
+        if failed == 0 {
+            String::new()
+        } else {
+            format!(" (failures: {})", format_errors(&errors))
+        }
+    );
+}
+
+/// When the measured window starts and ends, and the optional request cap.
+struct Plan {
+    started: Instant,
+    measure_from: Instant,
+    deadline: Instant,
+    cap: Option<u64>,
+}
+
+/// State the workers share.
+struct Shared {
+    client: Client,
+    scenario: Scenario,
+    plan: Plan,
+    /// Measured requests started so far, checked against the cap.
+    measured_started: AtomicU64,
+    /// All requests completed so far, warmup included, for the progress line.
+    completed: AtomicU64,
+    /// Set on Ctrl-C so workers stop after their in-flight request.
+    stop: AtomicBool,
+}
+
+/// Latencies and outcomes of measured requests.
+struct Stats {
+    latency_us: Histogram<u64>,
+    ok: u64,
+    errors: BTreeMap<String, u64>,
+    /// When the last measured request completed, which ends the measured window.
+    last_done: Option<Instant>,
+}
+
+impl Stats {
+    fn new() -> anyhow::Result<Self> {
+        Ok(Self {
+            latency_us: Histogram::new_with_bounds(1, LATENCY_MAX_US, LATENCY_SIGNIFICANT_DIGITS)
+                .context("creating latency histogram")?,
+            ok: 0,
+            errors: BTreeMap::new(),
+            last_done: None,
+        })
+    }
+
+    /// Records one completed request; `error_code` is `None` on success.
+    fn record(&mut self, latency: Duration, error_code: Option<String>, done: Instant) {
+        let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+        self.latency_us.saturating_record(us.max(1));
+        match error_code {
+            None => self.ok += 1,
+            Some(code) => *self.errors.entry(code).or_default() += 1,
+        }
+        self.last_done = self.last_done.max(Some(done));
+    }
+
+    fn merge(&mut self, other: Stats) -> anyhow::Result<()> {
+        self.latency_us
+            .add(&other.latency_us)
+            .context("merging latency histograms")?;
+        self.ok += other.ok;
+        for (code, n) in other.errors {
+            *self.errors.entry(code).or_default() += n;
+        }
+        self.last_done = self.last_done.max(other.last_done);
+        Ok(())
+    }
+
+    fn error_count(&self) -> u64 {
+        self.errors.values().sum()
+    }
+}
+
+/// Latency percentiles in milliseconds.
+#[derive(Debug, Serialize, PartialEq)]
+struct LatencySummary {
+    p50: f64,
+    p90: f64,
+    p99: f64,
+    p999: f64,
+    max: f64,
+}
+
+/// Summarizes a histogram of microseconds; all zero when it is empty.
+fn summarize(latency_us: &Histogram<u64>) -> LatencySummary {
+    let ms = |us: u64| us as f64 / 1_000.0;
+    if latency_us.is_empty() {
+        return LatencySummary {
+            p50: 0.0,
+            p90: 0.0,
+            p99: 0.0,
+            p999: 0.0,
+            max: 0.0,
+        };
+    }
+    LatencySummary {
+        p50: ms(latency_us.value_at_quantile(0.50)),
+        p90: ms(latency_us.value_at_quantile(0.90)),
+        p99: ms(latency_us.value_at_quantile(0.99)),
+        p999: ms(latency_us.value_at_quantile(0.999)),
+        max: ms(latency_us.max()),
+    }
+}
+
+/// One worker's closed loop; it ends at the deadline, at the request cap, or on Ctrl-C.
+async fn run_worker(worker: usize, shared: Arc<Shared>, seed: u64) -> anyhow::Result<Stats> {
+    let mut rng = StdRng::seed_from_u64(seed.wrapping_add(worker as u64));
+    let mut stats = Stats::new()?;
+    let plan = &shared.plan;
+    for seq in 0u64.. {
+        let start = Instant::now();
+        if start >= plan.deadline || shared.stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let measured = start >= plan.measure_from;
+        if measured {
+            if let Some(cap) = plan.cap {
+                if shared.measured_started.fetch_add(1, Ordering::Relaxed) >= cap {
+                    break;
+                }
+            }
+        }
+        let request = shared.scenario.request(worker, seq, &mut rng);
+        // Offsetting by the worker spreads concurrent requests over all nodes at every moment.
+        let node = worker.wrapping_add(seq as usize);
+        let result = shared
+            .client
+            .execute(
+                node,
+                request.query,
+                request.variables,
+                request.bearer.as_deref(),
+            )
+            .await;
+        let done = Instant::now();
+        shared.completed.fetch_add(1, Ordering::Relaxed);
+        if measured {
+            stats.record(done - start, result.err().map(|e| e.code()), done);
+        }
+    }
+    Ok(stats)
+}
+
+/// Prints completed requests and the current rate to stderr once per interval; the caller
+/// aborts it when the workers are done.
+async fn report_progress(shared: Arc<Shared>) {
+    let period = Duration::from_millis(PROGRESS_INTERVAL_MS);
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    let mut previous = (0u64, Instant::now());
+    loop {
+        ticker.tick().await;
+        let now = Instant::now();
+        let completed = shared.completed.load(Ordering::Relaxed);
+        let rate = (completed - previous.0) as f64 / (now - previous.1).as_secs_f64();
+        let phase = if now < shared.plan.measure_from {
+            " (warmup)"
+        } else {
+            ""
+        };
+        eprintln!(
+            "[{:>6.1}s] {completed} ops, {rate:.0}/s{phase}",
+            (now - shared.plan.started).as_secs_f64()
+        );
+        previous = (completed, now);
+    }
+}
+
+/// Runs the workers for the plan and returns their merged statistics.
+async fn run(shared: Arc<Shared>, concurrency: usize, seed: u64) -> anyhow::Result<Stats> {
+    let progress = tokio::spawn(report_progress(shared.clone()));
+    let interrupt = tokio::spawn({
+        let shared = shared.clone();
+        async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!("interrupted; finishing in-flight requests");
+                shared.stop.store(true, Ordering::Relaxed);
+            }
+        }
+    });
+    let mut workers = JoinSet::new();
+    for worker in 0..concurrency {
+        workers.spawn(run_worker(worker, shared.clone(), seed));
+    }
+    let mut total = Stats::new()?;
+    while let Some(joined) = workers.join_next().await {
+        total.merge(joined.context("worker panicked")??)?;
+    }
+    progress.abort();
+    interrupt.abort();
+    Ok(total)
+}
+
+/// Everything a run reports; also the `--json` output.
+#[derive(Serialize)]
+struct Report {
+    scenario: &'static str,
+    params: Value,
+    nodes: Vec<String>,
+    concurrency: u32,
+    /// Requested measured duration.
+    duration_secs: u64,
+    warmup_secs: u64,
+    /// Actual measured time: from the end of the warmup to the last measured completion.
+    elapsed_secs: f64,
+    requests: u64,
+    ok: u64,
+    errors: BTreeMap<String, u64>,
+    /// Successful requests per second.
+    throughput_per_sec: f64,
+    /// All measured requests per second, errors included.
+    requests_per_sec: f64,
+    /// Latency of every measured request, successful or not.
+    latency_ms: LatencySummary,
+    seed: u64,
+}
+
+impl Report {
+    fn print_table(&self) {
+        let l = &self.latency_ms;
+        println!("scenario      {} {}", self.scenario, self.params);
+        println!("nodes         {}", self.nodes.join(", "));
+        println!("concurrency   {}", self.concurrency);
+        println!(
+            "elapsed       {:.2} s (requested {} s after {} s warmup)",
+            self.elapsed_secs, self.duration_secs, self.warmup_secs
+        );
+        println!("requests      {}", self.requests);
+        println!("ok            {}", self.ok);
+        println!(
+            "errors        {} {}",
+            self.requests - self.ok,
+            format_errors(&self.errors)
+        );
+        println!(
+            "throughput    {:.1} ok/s ({:.1} req/s)",
+            self.throughput_per_sec, self.requests_per_sec
+        );
+        println!(
+            "latency ms    p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}",
+            l.p50, l.p90, l.p99, l.p999, l.max
+        );
+    }
+}
+
+/// Renders error counts as `CODE n, CODE n`.
+fn format_errors(errors: &BTreeMap<String, u64>) -> String {
+    errors
+        .iter()
+        .map(|(code, n)| format!("{code} {n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Divides without producing NaN or infinity for an empty window.
+fn per_sec(count: u64, elapsed_secs: f64) -> f64 {
+    if elapsed_secs > 0.0 {
+        count as f64 / elapsed_secs
+    } else {
+        0.0
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // Setup errors are printed as one line, without the backtrace `anyhow` would attach when
+    // returned from `main`, since they are usage problems rather than bugs.
+    match run_cli(cli).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Builds the client and scenario, runs the load, and prints the report.
+async fn run_cli(cli: Cli) -> anyhow::Result<ExitCode> {
+    let (ScenarioCommand::Claims { common, .. } | ScenarioCommand::Checks { common, .. }) =
+        &cli.scenario;
+
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_millis(common.timeout_ms))
+        .connect_timeout(Duration::from_millis(transport::CONNECT_TIMEOUT_MS))
+        .pool_max_idle_per_host(common.concurrency as usize)
+        .build()
+        .context("building HTTP client")?;
+    let client = Client::with_http_client(http, &common.nodes)?;
+    let seed = common.seed.unwrap_or_else(rand::random);
+    let run_id = match &common.run_id {
+        Some(id) => id.clone(),
+        None => random_run_id(&mut rand::rng()),
+    };
+    let scenario = build_scenario(&cli.scenario, common, &client, run_id).await?;
+
+    let started = Instant::now();
+    let measure_from = started + Duration::from_secs(common.warmup);
+    let shared = Arc::new(Shared {
+        client,
+        scenario,
+        plan: Plan {
+            started,
+            measure_from,
+            deadline: measure_from + Duration::from_secs(common.duration),
+            cap: common.requests,
+        },
+        measured_started: AtomicU64::new(0),
+        completed: AtomicU64::new(0),
+        stop: AtomicBool::new(false),
+    });
+    let stats = run(shared.clone(), common.concurrency as usize, seed).await?;
+
+    let elapsed_secs = stats
+        .last_done
+        .map_or(0.0, |done| (done - measure_from).as_secs_f64());
+    let requests = stats.ok + stats.error_count();
+    let report = Report {
+        scenario: shared.scenario.label(),
+        params: shared.scenario.params(),
+        nodes: common.nodes.clone(),
+        concurrency: common.concurrency,
+        duration_secs: common.duration,
+        warmup_secs: common.warmup,
+        elapsed_secs,
+        requests,
+        ok: stats.ok,
+        errors: stats.errors.clone(),
+        throughput_per_sec: per_sec(stats.ok, elapsed_secs),
+        requests_per_sec: per_sec(requests, elapsed_secs),
+        latency_ms: summarize(&stats.latency_us),
+        seed,
+    };
+    if common.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        report.print_table();
+    }
+
+    if report.ok == 0 {
+        eprintln!("no measured request succeeded");
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn claim_names_are_distinct_within_and_across_runs() {
+        let mut seen = HashSet::new();
+        for run_id in ["abcde", "abcdf"] {
+            for worker in 0..120 {
+                for seq in 0..300 {
+                    assert!(
+                        seen.insert(claim_name(run_id, worker, seq)),
+                        "duplicate for {run_id} {worker} {seq}"
+                    );
+                }
+            }
+        }
+        // Worker 1 seq 11 and worker 11 seq 1 are the classic collision of unseparated numbers.
+        assert_ne!(claim_name("ab", 1, 11), claim_name("ab", 11, 1));
+    }
+
+    #[test]
+    fn pool_names_do_not_collide_with_claim_names() {
+        let claims: HashSet<_> = (0..50)
+            .flat_map(|w| (0..50).map(move |s| claim_name("abcde", w, s)))
+            .collect();
+        let pool: HashSet<_> = (0..2_500).map(|i| pool_name("abcde", i)).collect();
+        assert_eq!(pool.len(), 2_500);
+        assert!(claims.is_disjoint(&pool));
+    }
+
+    #[test]
+    fn run_ids_are_fixed_length_letters() {
+        let mut rng = StdRng::seed_from_u64(7);
+        for _ in 0..100 {
+            let id = random_run_id(&mut rng);
+            assert_eq!(parse_run_id(&id), Ok(id.clone()));
+            assert_eq!(id.len(), RUN_ID_LEN_CHARS);
+        }
+        assert!(parse_run_id("ab1").is_err());
+        assert!(parse_run_id("").is_err());
+        assert!(parse_run_id("ABC").is_err());
+    }
+
+    #[test]
+    fn summary_reports_percentiles_in_ms() {
+        let mut stats = Stats::new().unwrap();
+        let t = Instant::now();
+        // One request at each whole millisecond from 1 to 1000.
+        for ms in 1..=1_000 {
+            stats.record(Duration::from_millis(ms), None, t);
+        }
+        let s = summarize(&stats.latency_us);
+        let close = |got: f64, want: f64| (got - want).abs() <= want * 0.002;
+        assert!(close(s.p50, 500.0), "{s:?}");
+        assert!(close(s.p90, 900.0), "{s:?}");
+        assert!(close(s.p99, 990.0), "{s:?}");
+        assert!(close(s.p999, 999.0), "{s:?}");
+        assert!(close(s.max, 1_000.0), "{s:?}");
+    }
+
+    #[test]
+    fn summary_of_nothing_is_zero_and_outliers_saturate() {
+        let stats = Stats::new().unwrap();
+        assert_eq!(summarize(&stats.latency_us).max, 0.0);
+
+        let mut stats = Stats::new().unwrap();
+        stats.record(Duration::from_secs(3_600), None, Instant::now());
+        let max = summarize(&stats.latency_us).max;
+        assert!(max >= LATENCY_MAX_US as f64 / 1_000.0 * 0.999, "{max}");
+    }
+
+    #[test]
+    fn merge_adds_counts_and_histograms() {
+        let t = Instant::now();
+        let mut a = Stats::new().unwrap();
+        a.record(Duration::from_millis(1), None, t);
+        a.record(Duration::from_millis(2), Some("SOLD_OUT".into()), t);
+        let mut b = Stats::new().unwrap();
+        b.record(Duration::from_millis(3), Some("SOLD_OUT".into()), t);
+        b.record(Duration::from_millis(4), Some("UNAVAILABLE".into()), t);
+        a.merge(b).unwrap();
+        assert_eq!(a.ok, 1);
+        assert_eq!(a.error_count(), 3);
+        assert_eq!(a.errors["SOLD_OUT"], 2);
+        assert_eq!(a.latency_us.len(), 4);
+        assert_eq!(format_errors(&a.errors), "SOLD_OUT 2, UNAVAILABLE 1");
+    }
+
+    #[test]
+    fn cli_parses_documented_usage() {
+        let cli = Cli::try_parse_from([
+            "loadgen",
+            "checks",
+            "--consistency",
+            "local",
+            "--nodes",
+            "http://a:1,http://b:2",
+            "--pool",
+            "10",
+            "--requests",
+            "100",
+        ])
+        .unwrap();
+        let ScenarioCommand::Checks { common, pool, .. } = cli.scenario else {
+            panic!("expected checks");
+        };
+        assert_eq!(common.nodes, ["http://a:1", "http://b:2"]);
+        assert_eq!((pool, common.requests), (10, Some(100)));
+        assert!(Cli::try_parse_from(["loadgen", "claims", "--concurrency", "0"]).is_err());
+    }
+}

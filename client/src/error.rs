@@ -1,0 +1,256 @@
+//! The client's error type and the pure decoding of a GraphQL HTTP response into data or an error.
+
+use serde::Deserialize;
+use serde_json::Value;
+
+/// Code reported for a GraphQL error whose `extensions.code` is missing; the server contract says
+/// every error carries a code, so a missing one is treated as a server-side fault.
+pub const FALLBACK_ERROR_CODE: &str = "INTERNAL";
+
+/// The GraphQL code by which the server says it cannot serve the request right now (no leader,
+/// shutting down); it is the one server code worth retrying on another node.
+pub const UNAVAILABLE_CODE: &str = "UNAVAILABLE";
+
+/// How much of a non-GraphQL error body is kept in [`ClientError::Http`], so that an HTML error
+/// page from a proxy does not flood logs.
+pub const HTTP_ERROR_BODY_MAX_CHARS: usize = 512;
+
+/// Everything that can go wrong talking to a node.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The server answered with a GraphQL error; `code` is its `extensions.code`
+    /// (e.g. `USERNAME_TAKEN`), or [`FALLBACK_ERROR_CODE`] when it carried none.
+    #[error("{code}: {message}")]
+    Graphql {
+        /// Machine-readable code from `extensions.code`.
+        code: String,
+        /// Human-readable message from the server.
+        message: String,
+    },
+    /// The server answered with a non-success HTTP status and no GraphQL errors in the body.
+    #[error("HTTP {status}: {body}")]
+    Http {
+        /// The HTTP status code.
+        status: u16,
+        /// The start of the response body, truncated to [`HTTP_ERROR_BODY_MAX_CHARS`].
+        body: String,
+    },
+    /// The request did not complete: connection refused or reset, timeout, TLS failure.
+    #[error("transport error: {0}")]
+    Transport(#[from] reqwest::Error),
+    /// The response was not the JSON shape the contract promises.
+    #[error("malformed response: {0}")]
+    Decode(String),
+    /// The client was built with unusable settings, such as no nodes or an unparsable URL.
+    #[error("invalid client configuration: {0}")]
+    Config(String),
+}
+
+impl ClientError {
+    /// A short code naming this error, for counting errors by kind: the server's code for
+    /// GraphQL errors, otherwise a client-side code (`HTTP_<status>`, `TIMEOUT`, `CONNECT`,
+    /// `TRANSPORT`, `DECODE`, `CONFIG`) that no server code uses.
+    pub fn code(&self) -> String {
+        match self {
+            Self::Graphql { code, .. } => code.clone(),
+            Self::Http { status, .. } => format!("HTTP_{status}"),
+            Self::Transport(e) if e.is_timeout() => "TIMEOUT".to_owned(),
+            Self::Transport(e) if e.is_connect() => "CONNECT".to_owned(),
+            Self::Transport(_) => "TRANSPORT".to_owned(),
+            Self::Decode(_) => "DECODE".to_owned(),
+            Self::Config(_) => "CONFIG".to_owned(),
+        }
+    }
+
+    /// Whether another attempt, possibly on another node, may succeed: the server said
+    /// `UNAVAILABLE`, a gateway status said the same, or the request never completed. A builder
+    /// error means the request itself is malformed and will fail the same way every time.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Graphql { code, .. } => code == UNAVAILABLE_CODE,
+            Self::Http { status, .. } => matches!(status, 502..=504),
+            Self::Transport(e) => !e.is_builder(),
+            Self::Decode(_) | Self::Config(_) => false,
+        }
+    }
+}
+
+/// The top-level shape of a GraphQL response; both members are optional because either may be
+/// absent depending on success.
+#[derive(Deserialize)]
+struct RawResponse {
+    #[serde(default)]
+    data: Option<Value>,
+    #[serde(default)]
+    errors: Option<Vec<RawError>>,
+}
+
+/// One entry of a GraphQL response's `errors` list.
+#[derive(Deserialize)]
+struct RawError {
+    #[serde(default)]
+    message: String,
+    #[serde(default)]
+    extensions: Option<Value>,
+}
+
+impl From<RawError> for ClientError {
+    fn from(raw: RawError) -> Self {
+        let code = raw
+            .extensions
+            .as_ref()
+            .and_then(|ext| ext.get("code"))
+            .and_then(Value::as_str)
+            .unwrap_or(FALLBACK_ERROR_CODE)
+            .to_owned();
+        ClientError::Graphql {
+            code,
+            message: raw.message,
+        }
+    }
+}
+
+/// Turns an HTTP status and body into the response's `data` or the error it reports.
+///
+/// GraphQL errors win over the HTTP status because servers commonly send validation errors with
+/// status 400 and a perfectly good `errors` list. When several errors are present the first is
+/// returned, since a single operation fails for one reason the caller can act on. A success
+/// status without `data` or `errors` breaks the contract and is a [`ClientError::Decode`].
+pub fn parse_response(status: u16, body: &[u8]) -> Result<Value, ClientError> {
+    match serde_json::from_slice::<RawResponse>(body) {
+        Ok(RawResponse {
+            errors: Some(errors),
+            ..
+        }) if !errors.is_empty() => {
+            let first = errors.into_iter().next().expect("guarded non-empty");
+            Err(first.into())
+        }
+        _ if !(200..300).contains(&status) => Err(ClientError::Http {
+            status,
+            body: truncate_chars(&String::from_utf8_lossy(body), HTTP_ERROR_BODY_MAX_CHARS),
+        }),
+        Ok(RawResponse {
+            data: Some(data), ..
+        }) if !data.is_null() => Ok(data),
+        Ok(_) => Err(ClientError::Decode(
+            "response has neither data nor errors".to_owned(),
+        )),
+        Err(e) => Err(ClientError::Decode(format!("response is not JSON: {e}"))),
+    }
+}
+
+/// Cuts `s` to at most `max` characters on a character boundary.
+fn truncate_chars(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((end, _)) => format!("{}…", &s[..end]),
+        None => s.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn body(v: Value) -> Vec<u8> {
+        serde_json::to_vec(&v).unwrap()
+    }
+
+    fn graphql_code(result: Result<Value, ClientError>) -> (String, String) {
+        match result {
+            Err(ClientError::Graphql { code, message }) => (code, message),
+            other => panic!("expected a GraphQL error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn data_is_returned_on_success() {
+        let data = json!({"login": {"token": "t"}});
+        let got = parse_response(200, &body(json!({ "data": data.clone() }))).unwrap();
+        assert_eq!(got, data);
+    }
+
+    #[test]
+    fn error_code_comes_from_extensions() {
+        let resp = json!({
+            "data": null,
+            "errors": [{"message": "taken", "extensions": {"code": "USERNAME_TAKEN"}}],
+        });
+        let (code, message) = graphql_code(parse_response(200, &body(resp)));
+        assert_eq!(code, "USERNAME_TAKEN");
+        assert_eq!(message, "taken");
+    }
+
+    #[test]
+    fn missing_code_falls_back_to_internal() {
+        let resp = json!({"errors": [{"message": "boom"}]});
+        let (code, _) = graphql_code(parse_response(200, &body(resp)));
+        assert_eq!(code, FALLBACK_ERROR_CODE);
+
+        let resp = json!({"errors": [{"message": "boom", "extensions": {"code": 7}}]});
+        let (code, _) = graphql_code(parse_response(200, &body(resp)));
+        assert_eq!(code, FALLBACK_ERROR_CODE);
+    }
+
+    #[test]
+    fn first_error_wins_even_with_partial_data() {
+        let resp = json!({
+            "data": {"a": 1},
+            "errors": [
+                {"message": "one", "extensions": {"code": "SOLD_OUT"}},
+                {"message": "two", "extensions": {"code": "INTERNAL"}},
+            ],
+        });
+        let (code, message) = graphql_code(parse_response(200, &body(resp)));
+        assert_eq!((code.as_str(), message.as_str()), ("SOLD_OUT", "one"));
+    }
+
+    #[test]
+    fn graphql_errors_win_over_http_status() {
+        let resp = json!({"errors": [{"message": "bad", "extensions": {"code": "INVALID_INPUT"}}]});
+        let (code, _) = graphql_code(parse_response(400, &body(resp)));
+        assert_eq!(code, "INVALID_INPUT");
+    }
+
+    #[test]
+    fn non_graphql_failure_is_http_error_with_truncated_body() {
+        let page = "x".repeat(HTTP_ERROR_BODY_MAX_CHARS * 2);
+        match parse_response(502, page.as_bytes()) {
+            Err(e @ ClientError::Http { status: 502, .. }) => {
+                assert!(e.is_retryable());
+                assert_eq!(e.code(), "HTTP_502");
+                let ClientError::Http { body, .. } = e else {
+                    unreachable!()
+                };
+                assert_eq!(body.chars().count(), HTTP_ERROR_BODY_MAX_CHARS + 1);
+            }
+            other => panic!("expected HTTP error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn empty_errors_list_and_malformed_bodies() {
+        let ok = parse_response(200, &body(json!({"data": {"x": 1}, "errors": []})));
+        assert_eq!(ok.unwrap(), json!({"x": 1}));
+        assert!(matches!(
+            parse_response(200, &body(json!({"data": null}))),
+            Err(ClientError::Decode(_))
+        ));
+        assert!(matches!(
+            parse_response(200, b"not json"),
+            Err(ClientError::Decode(_))
+        ));
+    }
+
+    #[test]
+    fn only_unavailable_is_retryable_among_server_codes() {
+        let err = |code: &str| ClientError::Graphql {
+            code: code.to_owned(),
+            message: String::new(),
+        };
+        assert!(err("UNAVAILABLE").is_retryable());
+        for code in ["RATE_LIMITED", "INTERNAL", "USERNAME_TAKEN", "SOLD_OUT"] {
+            assert!(!err(code).is_retryable(), "{code}");
+        }
+    }
+}

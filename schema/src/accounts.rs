@@ -1,0 +1,294 @@
+//! Accounts: register, login, the viewer, users by id or name, renames and deletion.
+
+use async_graphql::{Context, Enum, Error, InputObject, Object, SimpleObject, ID};
+use chrono::{DateTime, Utc};
+use raft::{names, Command, Consistency as StoreConsistency, Response, Role as StoreRole, User as StoredUser};
+
+use crate::auth::{self, viewer};
+use crate::error::{api_error, code, domain, invalid, store};
+use crate::usernames::{claimable, status_of, UsernameStatus};
+use crate::{ms_to_datetime, now_ms, ApiContext, Consistency};
+
+/// Password length bounds, in characters. The upper bound caps hashing cost per request.
+pub const PASSWORD_CHARS_MIN: usize = 8;
+/// See [`PASSWORD_CHARS_MIN`].
+pub const PASSWORD_CHARS_MAX: usize = 128;
+/// Longest display name, in characters.
+pub const DISPLAY_NAME_CHARS_MAX: usize = 50;
+/// Longest e-mail address, in bytes (RFC 5321).
+pub const EMAIL_BYTES_MAX: usize = 254;
+
+/// What an account may do.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum Role {
+    /// Administers the cluster and the catalogue.
+    Admin,
+    /// Everyone else.
+    User,
+}
+
+/// An account as others see it; `email` only to its owner and admins.
+#[derive(Debug, Clone)]
+pub struct UserObject {
+    pub(crate) user: StoredUser,
+    pub(crate) show_private: bool,
+}
+
+#[Object(name = "User")]
+impl UserObject {
+    async fn id(&self) -> ID {
+        ID(self.user.id.to_string())
+    }
+    async fn username(&self) -> &str {
+        &self.user.username
+    }
+    async fn display_name(&self) -> &str {
+        &self.user.display_name
+    }
+    async fn bio(&self) -> &str {
+        &self.user.bio
+    }
+    async fn avatar_url(&self) -> Option<&str> {
+        self.user.avatar_url.as_deref()
+    }
+    async fn role(&self) -> Role {
+        match self.user.role {
+            StoreRole::Admin => Role::Admin,
+            StoreRole::User => Role::User,
+        }
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        ms_to_datetime(self.user.created_at_ms)
+    }
+    /// Visible to the account itself and to admins; null for everyone else.
+    async fn email(&self) -> Option<&str> {
+        if self.show_private {
+            self.user.email.as_deref()
+        } else {
+            None
+        }
+    }
+}
+
+/// A signed-in session.
+#[derive(SimpleObject)]
+pub struct AuthPayload {
+    /// Send as `Authorization: Bearer <token>`.
+    pub token: String,
+    /// The account.
+    pub user: UserObject,
+}
+
+/// The fields of a new account.
+#[derive(InputObject)]
+pub struct RegisterInput {
+    /// 3 to 30 letters, digits, '_' or '.', one script; look-alikes of taken names are taken.
+    pub username: String,
+    /// 8 to 128 characters.
+    pub password: String,
+    /// Shown beside the username; defaults to it.
+    pub display_name: Option<String>,
+    /// Optional contact address.
+    pub email: Option<String>,
+    /// The token of a reservation of this username, if the caller holds one.
+    pub reservation_token: Option<String>,
+}
+
+fn check_password(password: &str) -> Result<(), Error> {
+    let n = password.chars().count();
+    if !(PASSWORD_CHARS_MIN..=PASSWORD_CHARS_MAX).contains(&n) {
+        return Err(invalid(
+            "password",
+            format!("must be {PASSWORD_CHARS_MIN} to {PASSWORD_CHARS_MAX} characters, got {n}"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_display_name(name: &str) -> Result<(), Error> {
+    let n = name.chars().count();
+    if n > DISPLAY_NAME_CHARS_MAX {
+        return Err(invalid("displayName", format!("must be at most {DISPLAY_NAME_CHARS_MAX} characters, got {n}")));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(invalid("displayName", "must not contain control characters"));
+    }
+    Ok(())
+}
+
+fn check_email(email: &str) -> Result<(), Error> {
+    let ok = email.len() <= EMAIL_BYTES_MAX
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+        && match email.split_once('@') {
+            Some((local, domain)) => {
+                !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.')
+            }
+            None => false,
+        };
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid("email", format!("{email:?} is not an e-mail address (name@domain.tld, at most {EMAIL_BYTES_MAX} bytes)")))
+    }
+}
+
+/// A name's verdict on this node's state, to refuse hopeless claims before paying for a hash.
+/// Only a fast path: the state machine decides again on the committed order.
+async fn precheck(api: &ApiContext, name: &str) -> Result<(), Error> {
+    let now = now_ms();
+    let read = api.store.read(StoreConsistency::Local, |v| status_of(v, name, now)).await.map_err(store)?;
+    let (status, reason) = read.value;
+    let reason = reason.unwrap_or_default();
+    match status {
+        UsernameStatus::Taken => Err(api_error(code::USERNAME_TAKEN, reason)),
+        // A reserved name may be the caller's own reservation: let apply decide.
+        UsernameStatus::Available | UsernameStatus::Reserved => Ok(()),
+        UsernameStatus::Blocked => Err(api_error(code::USERNAME_BLOCKED, reason)),
+        UsernameStatus::Invalid => Err(api_error(code::USERNAME_INVALID, reason)),
+    }
+}
+
+fn expect_user(resp: Response) -> Result<StoredUser, Error> {
+    match resp {
+        Response::User(u) => Ok(u),
+        Response::Rejected(e) => Err(domain(e)),
+        other => Err(api_error(code::INTERNAL, format!("unexpected response {other:?}"))),
+    }
+}
+
+/// Account queries.
+#[derive(Default)]
+pub struct AccountQuery;
+
+#[Object]
+impl AccountQuery {
+    /// The signed-in account.
+    async fn viewer(&self, ctx: &Context<'_>) -> Result<UserObject, Error> {
+        let user = viewer(ctx).await?;
+        Ok(UserObject { user, show_private: true })
+    }
+
+    /// An account by `id` or by `username` (any look-alike spelling finds it). Exactly one.
+    async fn user(
+        &self,
+        ctx: &Context<'_>,
+        id: Option<ID>,
+        username: Option<String>,
+        #[graphql(default_with = "Consistency::Local")] consistency: Consistency,
+    ) -> Result<Option<UserObject>, Error> {
+        let api = ctx.data::<ApiContext>()?;
+        let found = match (id, username) {
+            (Some(id), None) => {
+                let id: u64 = id.parse().map_err(|_| invalid("id", format!("{:?} is not a user id", id.0)))?;
+                api.store.read(consistency.into(), |v| v.user(id)).await.map_err(store)?.value
+            }
+            (None, Some(name)) => {
+                let canonical = names::canonical(&name);
+                api.store.read(consistency.into(), |v| v.user_by_canonical(&canonical)).await.map_err(store)?.value
+            }
+            _ => return Err(invalid("user", "give exactly one of id and username")),
+        };
+        let Some(user) = found else { return Ok(None) };
+        let show_private = match auth::viewer(ctx).await {
+            Ok(v) => v.id == user.id || v.role == StoreRole::Admin,
+            Err(_) => false,
+        };
+        Ok(Some(UserObject { user, show_private }))
+    }
+}
+
+/// Account mutations.
+#[derive(Default)]
+pub struct AccountMutation;
+
+#[Object]
+impl AccountMutation {
+    /// Creates an account and signs it in. The first account of a cluster is an ADMIN.
+    async fn register(&self, ctx: &Context<'_>, input: RegisterInput) -> Result<AuthPayload, Error> {
+        let api = ctx.data::<ApiContext>()?;
+        let (username, canonical) = claimable(&input.username)?;
+        check_password(&input.password)?;
+        let display_name = input.display_name.unwrap_or_else(|| username.clone());
+        check_display_name(&display_name)?;
+        if let Some(email) = &input.email {
+            check_email(email)?;
+        }
+        precheck(api, &input.username).await?;
+        let password_hash = api.auth.hash(input.password).await?;
+        let cmd = Command::Register {
+            username,
+            canonical,
+            password_hash,
+            display_name,
+            email: input.email,
+            reservation_token: input.reservation_token,
+        };
+        let user = expect_user(api.store.propose(cmd).await.map_err(store)?)?;
+        let token = api.auth.issue(&user)?;
+        Ok(AuthPayload { token, user: UserObject { user, show_private: true } })
+    }
+
+    /// Signs in. An unknown user and a wrong password get the same answer, in the same time.
+    async fn login(&self, ctx: &Context<'_>, username: String, password: String) -> Result<AuthPayload, Error> {
+        let api = ctx.data::<ApiContext>()?;
+        if password.chars().count() > PASSWORD_CHARS_MAX {
+            return Err(api_error(code::UNAUTHENTICATED, "invalid username or password"));
+        }
+        let canonical = names::canonical(&username);
+        let found = api
+            .store
+            .read(StoreConsistency::Linearizable, |v| match v.user_by_canonical(&canonical)? {
+                Some(u) => {
+                    let hash = v.password_hash(u.id)?;
+                    Ok(Some((u, hash)))
+                }
+                None => Ok(None),
+            })
+            .await
+            .map_err(store)?
+            .value;
+        let (user, hash) = match found {
+            Some((u, h)) => (Some(u), h),
+            None => (None, None),
+        };
+        if !api.auth.verify_password(password, hash).await? {
+            return Err(api_error(code::UNAUTHENTICATED, "invalid username or password"));
+        }
+        let user = user.ok_or_else(|| api_error(code::UNAUTHENTICATED, "invalid username or password"))?;
+        let token = api.auth.issue(&user)?;
+        Ok(AuthPayload { token, user: UserObject { user, show_private: true } })
+    }
+
+    /// Moves the viewer to `newName`. The old name is blocked for the cooldown, then free.
+    async fn change_username(
+        &self,
+        ctx: &Context<'_>,
+        new_name: String,
+        reservation_token: Option<String>,
+    ) -> Result<UserObject, Error> {
+        let api = ctx.data::<ApiContext>()?;
+        let me = viewer(ctx).await?;
+        let (username, canonical) = claimable(&new_name)?;
+        let cmd = Command::ChangeUsername {
+            user_id: me.id,
+            username,
+            canonical,
+            reservation_token,
+            cooldown_ms: api.config.username_cooldown_secs.saturating_mul(1000),
+        };
+        let user = expect_user(api.store.propose(cmd).await.map_err(store)?)?;
+        Ok(UserObject { user, show_private: true })
+    }
+
+    /// Deletes the viewer's account. Its name is blocked for the cooldown, then free.
+    async fn delete_account(&self, ctx: &Context<'_>) -> Result<bool, Error> {
+        let api = ctx.data::<ApiContext>()?;
+        let me = viewer(ctx).await?;
+        let cmd = Command::DeleteAccount { user_id: me.id, cooldown_ms: api.config.username_cooldown_secs.saturating_mul(1000) };
+        match api.store.propose(cmd).await.map_err(store)? {
+            Response::Deleted { .. } => Ok(true),
+            Response::Rejected(e) => Err(domain(e)),
+            other => Err(api_error(code::INTERNAL, format!("unexpected response {other:?}"))),
+        }
+    }
+}

@@ -1,0 +1,117 @@
+//! The GraphQL schema: one module per domain, over the replicated store.
+//!
+//! It knows nothing of HTTP or WebSockets (the node crate mounts it) and talks to the state only
+//! through [`raft::Store`]: propose a command, read at a consistency level. Tests run it on a
+//! one-node store with `schema.execute`.
+//!
+//! Layout:
+//! - `error`: stable `extensions.code` on every error.
+//! - `auth`: argon2id password hashes, bearer JWTs, the viewer and the admin guard.
+//! - `usernames`: availability with suggestions, reservations.
+//! - `accounts`: register, login, viewer, users, renames, deletion.
+//! - `cluster`: the cluster's state and admin operations.
+
+pub mod accounts;
+pub mod auth;
+pub mod cluster;
+pub mod error;
+pub mod usernames;
+
+use async_graphql::{EmptySubscription, Enum, MergedObject, Schema};
+use chrono::{DateTime, Utc};
+use rand::RngCore;
+use raft::Store;
+
+pub use auth::{Auth, BearerToken};
+
+/// Deepest query accepted (selection nesting).
+pub const QUERY_DEPTH_MAX: usize = 12;
+/// Most complex query accepted (async-graphql's complexity: one per field by default).
+pub const QUERY_COMPLEXITY_MAX: usize = 1_000;
+/// Default cooldown before a released username may be taken by someone else: 30 days.
+pub const USERNAME_COOLDOWN_DEFAULT_SECS: i64 = 30 * 24 * 3600;
+/// Default lifetime of a bearer token: one day.
+pub const TOKEN_TTL_DEFAULT_SECS: i64 = 24 * 3600;
+
+/// Settings of the API.
+#[derive(Debug, Clone)]
+pub struct SchemaConfig {
+    /// How long a released username stays blocked.
+    pub username_cooldown_secs: i64,
+    /// How long a token stays valid.
+    pub token_ttl_secs: i64,
+    /// See [`QUERY_DEPTH_MAX`].
+    pub query_depth_max: usize,
+    /// See [`QUERY_COMPLEXITY_MAX`].
+    pub query_complexity_max: usize,
+}
+
+impl Default for SchemaConfig {
+    fn default() -> Self {
+        SchemaConfig {
+            username_cooldown_secs: USERNAME_COOLDOWN_DEFAULT_SECS,
+            token_ttl_secs: TOKEN_TTL_DEFAULT_SECS,
+            query_depth_max: QUERY_DEPTH_MAX,
+            query_complexity_max: QUERY_COMPLEXITY_MAX,
+        }
+    }
+}
+
+/// What resolvers reach through `ctx.data::<ApiContext>()`.
+pub struct ApiContext {
+    /// The replicated store.
+    pub store: Store,
+    /// Tokens and passwords.
+    pub auth: Auth,
+    /// Settings.
+    pub config: SchemaConfig,
+}
+
+/// How fresh a read must be.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum Consistency {
+    /// Reflects every write acknowledged before the read began (a read-index round).
+    Linearizable,
+    /// This node's applied state, at once; may lag the leader.
+    Local,
+}
+
+/// All queries.
+#[derive(MergedObject, Default)]
+pub struct Query(usernames::UsernameQuery, accounts::AccountQuery, cluster::ClusterQuery);
+
+/// All mutations.
+#[derive(MergedObject, Default)]
+pub struct Mutation(usernames::UsernameMutation, accounts::AccountMutation, cluster::ClusterMutation);
+
+/// The schema type.
+pub type AppSchema = Schema<Query, Mutation, EmptySubscription>;
+
+/// Builds the schema over `store`, signing tokens with `jwt_secret`.
+pub fn build(store: Store, jwt_secret: &[u8], config: SchemaConfig) -> Result<AppSchema, String> {
+    let auth = Auth::new(jwt_secret, config.token_ttl_secs)?;
+    let depth = config.query_depth_max;
+    let complexity = config.query_complexity_max;
+    Ok(Schema::build(Query::default(), Mutation::default(), EmptySubscription)
+        .data(ApiContext { store, auth, config })
+        .limit_depth(depth)
+        .limit_complexity(complexity)
+        .extension(error::ErrorCodes)
+        .extension(async_graphql::extensions::Tracing)
+        .finish())
+}
+
+pub(crate) fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
+pub(crate) fn ms_to_datetime(ms: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+/// 128 random bits, hex: unguessable capabilities (reservation tokens).
+pub(crate) fn random_token() -> String {
+    let mut bytes = [0u8; 16];
+    rand::rng().fill_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,197 @@
+//! Usernames: availability with suggestions, and short reservations.
+
+use async_graphql::{Context, Enum, Error, Object, SimpleObject};
+use chrono::{DateTime, Utc};
+use raft::names::{self, NameError};
+use raft::state_machine::accounts::{format_ms, NameRecord};
+use raft::{Command, Consistency as StoreConsistency, ReadView, Response, SmError};
+
+use crate::error::{api_error, code, domain, invalid, store};
+use crate::{ms_to_datetime, now_ms, random_token, ApiContext, Consistency};
+
+/// Suggestions returned with a name that is not available.
+pub const SUGGESTIONS_MAX: usize = 5;
+/// Default and bounds of a reservation's length.
+pub const RESERVATION_TTL_DEFAULT_SECS: i32 = 300;
+/// See [`RESERVATION_TTL_DEFAULT_SECS`].
+pub const RESERVATION_TTL_MAX_SECS: i32 = 3_600;
+/// Longest input looked at; longer input is INVALID without further work.
+pub const USERNAME_INPUT_BYTES_MAX: usize = 256;
+
+/// Whether a name can be registered now.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum UsernameStatus {
+    /// Free to reserve or register.
+    Available,
+    /// An account owns it (or a look-alike of it).
+    Taken,
+    /// Held by someone's reservation.
+    Reserved,
+    /// A reserved word, or released recently and cooling down.
+    Blocked,
+    /// Breaks the policy (length, characters, mixed scripts).
+    Invalid,
+}
+
+/// The answer to `usernameAvailability`.
+#[derive(SimpleObject, Debug, Clone)]
+pub struct UsernameAvailability {
+    /// The name as asked.
+    pub name: String,
+    /// Its canonical form (NFKC, case folded, confusable skeleton); look-alikes share it.
+    pub canonical: String,
+    /// The verdict.
+    pub status: UsernameStatus,
+    /// Why it is not available, for humans.
+    pub reason: Option<String>,
+    /// Available alternatives, checked against the state, when the name is not available.
+    pub suggestions: Vec<String>,
+    /// The applied log index the answer was read at.
+    pub applied_index: u64,
+}
+
+/// The answer to `reserveUsername`.
+#[derive(SimpleObject, Debug, Clone)]
+pub struct Reservation {
+    /// The name held.
+    pub name: String,
+    /// Present it as `reservationToken` to `register` before `expiresAt`.
+    pub token: String,
+    /// When the hold ends.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// The verdict on one name in one consistent view of the state.
+pub(crate) fn status_of(view: &ReadView, name: &str, now: i64) -> Result<(UsernameStatus, Option<String>), SmError> {
+    let canonical = names::canonical(name);
+    if canonical.is_empty() {
+        return Ok((UsernameStatus::Invalid, Some(NameError::Empty.to_string())));
+    }
+    // Ownership first: a look-alike of a taken name is TAKEN even if it breaks the policy
+    // (`аlice` in Cyrillic mixes scripts, yet what a user needs to hear is that alice is taken).
+    match view.name_record(&canonical)? {
+        Some(NameRecord::Owned { .. }) => return Ok((UsernameStatus::Taken, Some("username is taken".into()))),
+        Some(NameRecord::Reserved { expires_at_ms, .. }) if expires_at_ms > now => {
+            return Ok((UsernameStatus::Reserved, Some(format!("reserved until {}", format_ms(expires_at_ms)))))
+        }
+        Some(NameRecord::Cooldown { until_ms }) if until_ms > now => {
+            return Ok((
+                UsernameStatus::Blocked,
+                Some(format!("released recently; blocked until {}", format_ms(until_ms))),
+            ))
+        }
+        _ => {}
+    }
+    Ok(match names::validate(name) {
+        Ok(()) => (UsernameStatus::Available, None),
+        Err(e @ NameError::Reserved { .. }) => (UsernameStatus::Blocked, Some(e.to_string())),
+        Err(e) => (UsernameStatus::Invalid, Some(e.to_string())),
+    })
+}
+
+/// Maps a policy error to the code `register`, `reserveUsername` and `changeUsername` answer.
+pub(crate) fn policy_error(e: NameError) -> Error {
+    match e {
+        NameError::Reserved { .. } => api_error(code::USERNAME_BLOCKED, e.to_string()),
+        _ => api_error(code::USERNAME_INVALID, e.to_string()),
+    }
+}
+
+/// Validates a name to be claimed and returns (NFKC display form, canonical form).
+pub(crate) fn claimable(name: &str) -> Result<(String, String), Error> {
+    if name.len() > USERNAME_INPUT_BYTES_MAX {
+        return Err(api_error(code::USERNAME_INVALID, format!("username must be at most {USERNAME_INPUT_BYTES_MAX} bytes")));
+    }
+    names::validate(name).map_err(policy_error)?;
+    Ok((names::normalize(name), names::canonical(name)))
+}
+
+/// Usernames' queries.
+#[derive(Default)]
+pub struct UsernameQuery;
+
+#[Object]
+impl UsernameQuery {
+    /// Whether `name` can be registered now, and if not, why, with available alternatives.
+    async fn username_availability(
+        &self,
+        ctx: &Context<'_>,
+        name: String,
+        #[graphql(default_with = "Consistency::Linearizable")] consistency: Consistency,
+    ) -> Result<UsernameAvailability, Error> {
+        let api = ctx.data::<ApiContext>()?;
+        if name.len() > USERNAME_INPUT_BYTES_MAX {
+            return Err(invalid("name", format!("must be at most {USERNAME_INPUT_BYTES_MAX} bytes")));
+        }
+        let now = now_ms();
+        let read = api
+            .store
+            .read(consistency.into(), |view| {
+                let (status, reason) = status_of(view, &name, now)?;
+                let mut suggestions = Vec::new();
+                if status != UsernameStatus::Available {
+                    // The salt varies suggestions between askers without any randomness in apply.
+                    for candidate in names::suggestion_candidates(&name, now as u64 / 1000) {
+                        if status_of(view, &candidate, now)?.0 == UsernameStatus::Available {
+                            suggestions.push(candidate);
+                            if suggestions.len() == SUGGESTIONS_MAX {
+                                break;
+                            }
+                        }
+                    }
+                }
+                Ok((status, reason, suggestions))
+            })
+            .await
+            .map_err(store)?;
+        let (status, reason, suggestions) = read.value;
+        Ok(UsernameAvailability {
+            canonical: names::canonical(&name),
+            name,
+            status,
+            reason,
+            suggestions,
+            applied_index: read.applied_index,
+        })
+    }
+}
+
+/// Usernames' mutations.
+#[derive(Default)]
+pub struct UsernameMutation;
+
+#[Object]
+impl UsernameMutation {
+    /// Holds `name` for `ttlSeconds` (default 300, at most 3600): others see RESERVED, and
+    /// `register` with the returned token may take it.
+    async fn reserve_username(
+        &self,
+        ctx: &Context<'_>,
+        name: String,
+        #[graphql(default = 300)] ttl_seconds: i32,
+    ) -> Result<Reservation, Error> {
+        let api = ctx.data::<ApiContext>()?;
+        if !(1..=RESERVATION_TTL_MAX_SECS).contains(&ttl_seconds) {
+            return Err(invalid("ttlSeconds", format!("must be 1 to {RESERVATION_TTL_MAX_SECS}, got {ttl_seconds}")));
+        }
+        let (display, canonical) = claimable(&name)?;
+        let token = random_token();
+        let cmd = Command::ReserveUsername { name: display.clone(), canonical, token, ttl_ms: i64::from(ttl_seconds) * 1000 };
+        match api.store.propose(cmd).await.map_err(store)? {
+            Response::Reserved { token, expires_at_ms } => {
+                Ok(Reservation { name: display, token, expires_at: ms_to_datetime(expires_at_ms) })
+            }
+            Response::Rejected(e) => Err(domain(e)),
+            other => Err(api_error(code::INTERNAL, format!("unexpected response {other:?}"))),
+        }
+    }
+}
+
+impl From<Consistency> for StoreConsistency {
+    fn from(c: Consistency) -> Self {
+        match c {
+            Consistency::Linearizable => StoreConsistency::Linearizable,
+            Consistency::Local => StoreConsistency::Local,
+        }
+    }
+}
