@@ -379,9 +379,7 @@ impl Store {
     /// `peers` initializes the cluster with all of them, unless a peer already holds Raft state
     /// (then this node was wiped and must be added back with `join`).
     pub async fn bootstrap(&self, peers: &BTreeMap<NodeId, String>) -> Result<(), StoreError> {
-        let mut log = self.inner.log.clone();
-        let pristine = log.is_pristine().await.map_err(|e| StoreError::internal(e.to_string()))?;
-        if !pristine {
+        if self.holds_state().await? {
             tracing::info!("existing raft state found: rejoining, not initializing");
             return Ok(());
         }
@@ -417,6 +415,13 @@ impl Store {
             }
             Err(e) => Err(StoreError::internal(format!("initialize: {e}"))),
         }
+    }
+
+    /// True when this node has Raft state (a vote or a log): it is, or was, a member, so it must
+    /// never initialize a cluster or ask to join again.
+    pub async fn holds_state(&self) -> Result<bool, StoreError> {
+        let mut log = self.inner.log.clone();
+        Ok(!log.is_pristine().await.map_err(|e| StoreError::internal(e.to_string()))?)
     }
 
     /// Asks the cluster at `addr` to add this node, first as a learner, then as a voter.
@@ -501,8 +506,7 @@ impl Store {
                 Err(e) => Err(e),
             },
             "status" => {
-                let mut log = self.inner.log.clone();
-                let initialized = !log.is_pristine().await.unwrap_or(false);
+                let initialized = self.holds_state().await.unwrap_or(true);
                 encode(&PeerStatus { id: self.id(), initialized })
             }
             _ => return None,

@@ -10,11 +10,13 @@
 //! - `usernames`: availability with suggestions, reservations.
 //! - `accounts`: register, login, viewer, users, renames, deletion.
 //! - `cluster`: the cluster's state and admin operations.
+//! - `observe`: per-operation timings for metrics.
 
 pub mod accounts;
 pub mod auth;
 pub mod cluster;
 pub mod error;
+pub mod observe;
 pub mod usernames;
 
 use async_graphql::{EmptySubscription, Enum, MergedObject, Schema};
@@ -34,7 +36,7 @@ pub const USERNAME_COOLDOWN_DEFAULT_SECS: i64 = 30 * 24 * 3600;
 pub const TOKEN_TTL_DEFAULT_SECS: i64 = 24 * 3600;
 
 /// Settings of the API.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SchemaConfig {
     /// How long a released username stays blocked.
     pub username_cooldown_secs: i64,
@@ -44,6 +46,8 @@ pub struct SchemaConfig {
     pub query_depth_max: usize,
     /// See [`QUERY_COMPLEXITY_MAX`].
     pub query_complexity_max: usize,
+    /// Told about every request (operation, duration, failed), for metrics.
+    pub observer: Option<observe::Observer>,
 }
 
 impl Default for SchemaConfig {
@@ -53,6 +57,7 @@ impl Default for SchemaConfig {
             token_ttl_secs: TOKEN_TTL_DEFAULT_SECS,
             query_depth_max: QUERY_DEPTH_MAX,
             query_complexity_max: QUERY_COMPLEXITY_MAX,
+            observer: None,
         }
     }
 }
@@ -92,13 +97,17 @@ pub fn build(store: Store, jwt_secret: &[u8], config: SchemaConfig) -> Result<Ap
     let auth = Auth::new(jwt_secret, config.token_ttl_secs)?;
     let depth = config.query_depth_max;
     let complexity = config.query_complexity_max;
-    Ok(Schema::build(Query::default(), Mutation::default(), EmptySubscription)
+    let observer = config.observer.clone();
+    let mut builder = Schema::build(Query::default(), Mutation::default(), EmptySubscription)
         .data(ApiContext { store, auth, config })
         .limit_depth(depth)
         .limit_complexity(complexity)
         .extension(error::ErrorCodes)
-        .extension(async_graphql::extensions::Tracing)
-        .finish())
+        .extension(async_graphql::extensions::Tracing);
+    if let Some(observer) = observer {
+        builder = builder.extension(observe::Observe(observer));
+    }
+    Ok(builder.finish())
 }
 
 pub(crate) fn now_ms() -> i64 {

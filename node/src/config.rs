@@ -1,0 +1,168 @@
+//! The node's command line. Every flag is also an environment variable (`NODE_ID`,
+//! `NODE_LISTEN`, ...), and the whole configuration is validated before anything starts.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use clap::Parser;
+
+/// Largest request body accepted, in bytes.
+pub const BODY_BYTES_MAX: usize = 256 * 1024;
+/// Largest request body accepted on the Raft RPC routes (entries and snapshot chunks), in bytes.
+pub const RAFT_BODY_BYTES_MAX: usize = 64 * 1024 * 1024;
+/// Most operations in one batched GraphQL request.
+pub const BATCH_REQUESTS_MAX: usize = 16;
+/// Most clients (IP addresses) the rate limiter tracks; past this, idle ones are forgotten.
+pub const RATE_LIMIT_CLIENTS_MAX: usize = 100_000;
+
+/// A node of the Raft-replicated GraphQL backend. With no flags: a one-node cluster on
+/// 127.0.0.1:8080, data in ./data, secrets generated and kept there.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "node", version, about)]
+pub struct Config {
+    /// This node's id (from 1).
+    #[arg(long, env = "NODE_ID", default_value_t = 1)]
+    pub id: u64,
+    /// Address to serve GraphQL, the playground, health and Raft RPC on.
+    #[arg(long, env = "NODE_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// Address peers and clients reach this node at (defaults to --listen).
+    #[arg(long, env = "NODE_ADVERTISE")]
+    pub advertise: Option<String>,
+    /// Directory for the Raft log, the state and generated secrets.
+    #[arg(long, env = "NODE_DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
+    /// Initial members, itself included: `1=HOST:PORT,2=HOST:PORT,3=HOST:PORT`. The lowest id
+    /// initializes the cluster on first start. Empty: a one-node cluster.
+    #[arg(long, env = "NODE_PEERS", default_value = "")]
+    pub peers: String,
+    /// Join a running cluster through this member (as a learner, then a voter).
+    #[arg(long, env = "NODE_JOIN")]
+    pub join: Option<String>,
+    /// Shared secret peers present on the /raft/ routes. Required with more than one member;
+    /// generated and kept in the data dir for a one-node cluster.
+    #[arg(long, env = "NODE_CLUSTER_SECRET", hide_env_values = true)]
+    pub cluster_secret: Option<String>,
+    /// Secret that signs bearer tokens; the same on every node. Same rules as --cluster-secret.
+    #[arg(long, env = "NODE_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// How long a released username stays blocked, in seconds (default 30 days).
+    #[arg(long, env = "NODE_USERNAME_COOLDOWN_SECS", default_value_t = schema::USERNAME_COOLDOWN_DEFAULT_SECS)]
+    pub username_cooldown_secs: i64,
+    /// Requests per second allowed per client IP (0: no limit).
+    #[arg(long, env = "NODE_RATE_LIMIT_PER_SEC", default_value_t = 20_000)]
+    pub rate_limit_per_sec: u32,
+    /// Leader heartbeat period, in milliseconds.
+    #[arg(long, env = "NODE_HEARTBEAT_MS", default_value_t = 100)]
+    pub heartbeat_ms: u64,
+    /// Minimum election timeout, in milliseconds (the maximum is twice this).
+    #[arg(long, env = "NODE_ELECTION_TIMEOUT_MS", default_value_t = 500)]
+    pub election_timeout_ms: u64,
+    /// Entries between snapshots.
+    #[arg(long, env = "NODE_SNAPSHOT_LOGS", default_value_t = 10_000)]
+    pub snapshot_logs: u64,
+    /// Entries kept in the log behind a snapshot.
+    #[arg(long, env = "NODE_LOGS_KEPT_AFTER_SNAPSHOT", default_value_t = 1_000)]
+    pub logs_kept_after_snapshot: u64,
+}
+
+impl Config {
+    /// Configuration with every default, for tests and embedding.
+    pub fn defaults() -> Self {
+        Config::parse_from(["node"])
+    }
+
+    /// The address peers reach this node at.
+    pub fn advertise(&self) -> String {
+        self.advertise.clone().unwrap_or_else(|| self.listen.clone())
+    }
+
+    /// The initial members. Empty `--peers` means this node alone.
+    pub fn peer_map(&self) -> Result<BTreeMap<u64, String>, String> {
+        let mut map = BTreeMap::new();
+        for part in self.peers.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (id, addr) = part
+                .split_once('=')
+                .ok_or_else(|| format!("--peers entry {part:?} must look like ID=HOST:PORT"))?;
+            let id: u64 = id.trim().parse().map_err(|_| format!("--peers entry {part:?}: id {id:?} is not a number"))?;
+            if id == 0 {
+                return Err(format!("--peers entry {part:?}: ids start at 1"));
+            }
+            if !addr.contains(':') {
+                return Err(format!("--peers entry {part:?}: address {addr:?} must be HOST:PORT"));
+            }
+            if map.insert(id, addr.trim().to_string()).is_some() {
+                return Err(format!("--peers names id {id} twice"));
+            }
+        }
+        if map.is_empty() {
+            map.insert(self.id, self.advertise());
+        }
+        if !map.contains_key(&self.id) {
+            return Err(format!("--peers ({}) must include this node's --id {}", self.peers, self.id));
+        }
+        Ok(map)
+    }
+
+    /// Checks every rule, naming the rule and the values.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.id == 0 {
+            return Err("--id must be at least 1, got 0".into());
+        }
+        let peers = self.peer_map()?;
+        let multi = peers.len() > 1 || self.join.is_some();
+        for (flag, value) in [("--cluster-secret", &self.cluster_secret), ("--jwt-secret", &self.jwt_secret)] {
+            match value {
+                Some(s) if s.len() < 16 => return Err(format!("{flag} must be at least 16 bytes, got {}", s.len())),
+                None if multi => {
+                    return Err(format!("{flag} is required with more than one member (the same value on every node)"))
+                }
+                _ => {}
+            }
+        }
+        if self.heartbeat_ms == 0 || self.heartbeat_ms >= self.election_timeout_ms {
+            return Err(format!(
+                "--heartbeat-ms ({}) must be > 0 and < --election-timeout-ms ({})",
+                self.heartbeat_ms, self.election_timeout_ms
+            ));
+        }
+        if self.username_cooldown_secs < 0 {
+            return Err(format!("--username-cooldown-secs must be >= 0, got {}", self.username_cooldown_secs));
+        }
+        if self.snapshot_logs == 0 {
+            return Err("--snapshot-logs must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Config {
+        Config::parse_from(std::iter::once("node").chain(args.iter().copied()))
+    }
+
+    // The embedded default must need nothing: one member, itself, with generated secrets.
+    #[test]
+    fn no_flags_is_a_valid_one_node_cluster() {
+        let c = parse(&[]);
+        c.validate().expect("defaults are valid");
+        assert_eq!(c.peer_map().expect("peers"), BTreeMap::from([(1, "127.0.0.1:8080".to_string())]));
+    }
+
+    // A multi-node cluster must never fall back to a default or generated secret: each node
+    // would generate a different one and the cluster could not form (or worse, be open).
+    #[test]
+    fn multi_node_needs_explicit_secrets_and_well_formed_peers() {
+        let peers = "1=a:1,2=b:2,3=c:3";
+        assert!(parse(&["--peers", peers]).validate().unwrap_err().contains("--cluster-secret"));
+        let ok = parse(&["--peers", peers, "--cluster-secret", "0123456789abcdef", "--jwt-secret", "0123456789abcdef"]);
+        ok.validate().expect("valid");
+        assert!(parse(&["--peers", "1=a:1,1=b:2"]).validate().unwrap_err().contains("twice"));
+        assert!(parse(&["--id", "4", "--peers", peers]).validate().unwrap_err().contains("must include"));
+        assert!(parse(&["--peers", "x=a:1"]).validate().unwrap_err().contains("not a number"));
+        assert!(parse(&["--heartbeat-ms", "600"]).validate().unwrap_err().contains("election"));
+    }
+}

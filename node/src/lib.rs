@@ -1,0 +1,147 @@
+//! The node: configuration, wiring, the HTTP server, cluster bootstrap and join.
+//!
+//! `main` parses flags, sets up tracing, binds the listener and calls [`run`]; tests call the
+//! same `run` on port 0, so the test server is the real server.
+//!
+//! Layout:
+//! - `config`: flags (each also an environment variable) and their validation.
+//! - `http`: routes: GraphQL over HTTP and WebSocket, playground, health, readiness, metrics,
+//!   the Raft RPC routes behind the cluster secret, and the per-client rate limit.
+//! - `metrics`: Prometheus metrics.
+//!
+//! The node depends on schema and raft; nothing depends on it.
+
+pub mod config;
+pub mod http;
+pub mod metrics;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use rand::RngCore;
+use raft::network::HttpTransport;
+use raft::{Store, StoreConfig};
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+
+pub use config::Config;
+
+/// How many times a joining node asks before giving up (one attempt every half second or so).
+pub const JOIN_ATTEMPTS_MAX: u32 = 120;
+
+/// Secrets generated for a one-node cluster started without any, kept in the data dir so a
+/// restart keeps issued tokens valid.
+#[derive(Serialize, Deserialize)]
+struct Secrets {
+    cluster_secret: String,
+    jwt_secret: String,
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut b = vec![0u8; bytes];
+    rand::rng().fill_bytes(&mut b);
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn load_secrets(config: &Config) -> anyhow::Result<(String, String)> {
+    if let (Some(c), Some(j)) = (&config.cluster_secret, &config.jwt_secret) {
+        return Ok((c.clone(), j.clone()));
+    }
+    let path = config.data_dir.join("secrets.json");
+    let generated: Secrets = if path.exists() {
+        serde_json::from_slice(&std::fs::read(&path).with_context(|| format!("read {}", path.display()))?)
+            .with_context(|| format!("parse {}", path.display()))?
+    } else {
+        let s = Secrets { cluster_secret: random_hex(32), jwt_secret: random_hex(32) };
+        write_private(&path, &serde_json::to_vec_pretty(&s)?)?;
+        tracing::info!(path = %path.display(), "generated secrets for this one-node cluster");
+        s
+    };
+    Ok((
+        config.cluster_secret.clone().unwrap_or(generated.cluster_secret),
+        config.jwt_secret.clone().unwrap_or(generated.jwt_secret),
+    ))
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path).with_context(|| format!("create {}", path.display()))?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    Ok(())
+}
+
+/// Runs a node until `shutdown` resolves: serves on `listener`, forms or joins the cluster,
+/// then drains (stops accepting, finishes in-flight requests) and stops Raft.
+pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    config.validate().map_err(anyhow::Error::msg).context("invalid configuration")?;
+    let peers = config.peer_map().map_err(anyhow::Error::msg)?;
+    std::fs::create_dir_all(&config.data_dir).with_context(|| format!("create {}", config.data_dir.display()))?;
+    let (cluster_secret, jwt_secret) = load_secrets(&config)?;
+
+    let mut store_config = StoreConfig::new(config.id, config.advertise(), &config.data_dir);
+    store_config.heartbeat_interval_ms = config.heartbeat_ms;
+    store_config.election_timeout_min_ms = config.election_timeout_ms;
+    store_config.election_timeout_max_ms = config.election_timeout_ms * 2;
+    store_config.snapshot_logs = config.snapshot_logs;
+    store_config.logs_kept_after_snapshot = config.logs_kept_after_snapshot;
+    let transport = Arc::new(HttpTransport::new(cluster_secret.clone()));
+    let store = Store::open(store_config, transport).await.map_err(|e| anyhow::anyhow!("open store: {e}"))?;
+
+    let metrics = Arc::new(metrics::Metrics::new()?);
+    let observer_metrics = metrics.clone();
+    let schema_config = schema::SchemaConfig {
+        username_cooldown_secs: config.username_cooldown_secs,
+        observer: Some(Arc::new(move |op: &str, elapsed, failed| observer_metrics.observe(op, elapsed, failed))),
+        ..Default::default()
+    };
+    let schema = schema::build(store.clone(), jwt_secret.as_bytes(), schema_config).map_err(anyhow::Error::msg)?;
+    let state = http::AppState {
+        schema,
+        store: store.clone(),
+        metrics,
+        cluster_secret: cluster_secret.into(),
+        limiter: Arc::new(http::RateLimiter::new(config.rate_limit_per_sec)),
+    };
+
+    // Forming the cluster runs beside the server: peers must reach our /raft/ routes meanwhile.
+    let membership = {
+        let store = store.clone();
+        let join = config.join.clone();
+        tokio::spawn(async move {
+            let result = match join {
+                // A node that holds state is already a member: restarting it must not join again.
+                Some(addr) => match store.holds_state().await {
+                    Ok(true) => Ok(()),
+                    Ok(false) => store.join(&addr, JOIN_ATTEMPTS_MAX).await,
+                    Err(e) => Err(e),
+                },
+                None => store.bootstrap(&peers).await,
+            };
+            if let Err(e) = result {
+                tracing::error!(error = %e, "could not form or join the cluster");
+            }
+        })
+    };
+
+    let local = listener.local_addr().ok();
+    tracing::info!(id = config.id, listen = ?local, advertise = %config.advertise(), "serving");
+    let app = http::router(state);
+    let served = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await;
+    membership.abort();
+    tracing::info!("drained; stopping raft");
+    store.shutdown().await;
+    served.context("http server")
+}

@@ -1,0 +1,106 @@
+//! Prometheus metrics: requests by operation, and the node's Raft position.
+
+use std::time::Duration;
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
+use raft::Store;
+
+/// The node's metrics. Registered in their own registry so tests can run several nodes in one
+/// process without collisions.
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    latency: HistogramVec,
+    rate_limited: IntCounter,
+    term: IntGauge,
+    last_log_index: IntGauge,
+    applied_index: IntGauge,
+    is_leader: IntGauge,
+    batches: IntGauge,
+    commands: IntGauge,
+    read_rounds: IntGauge,
+}
+
+impl Metrics {
+    /// Creates and registers every metric.
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new("graphql_requests_total", "GraphQL requests by root field and outcome"),
+            &["operation", "outcome"],
+        )?;
+        let latency = HistogramVec::new(
+            HistogramOpts::new("graphql_request_duration_seconds", "GraphQL request latency by root field").buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+            ]),
+            &["operation"],
+        )?;
+        let rate_limited = IntCounter::new("rate_limited_total", "Requests refused by the per-client rate limit")?;
+        let term = IntGauge::new("raft_term", "Current Raft term")?;
+        let last_log_index = IntGauge::new("raft_last_log_index", "Last index in this node's log")?;
+        let applied_index = IntGauge::new("raft_applied_index", "Last index applied to this node's state")?;
+        let is_leader = IntGauge::new("raft_is_leader", "1 when this node leads")?;
+        let batches = IntGauge::new("raft_proposal_batches_total", "Log entries proposed by this node's batcher")?;
+        let commands = IntGauge::new("raft_proposed_commands_total", "Commands inside those entries")?;
+        let read_rounds = IntGauge::new("raft_read_index_rounds_total", "Read-index rounds (shared by concurrent reads)")?;
+        for c in [
+            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(latency.clone()),
+            Box::new(rate_limited.clone()),
+            Box::new(term.clone()),
+            Box::new(last_log_index.clone()),
+            Box::new(applied_index.clone()),
+            Box::new(is_leader.clone()),
+            Box::new(batches.clone()),
+            Box::new(commands.clone()),
+            Box::new(read_rounds.clone()),
+        ] {
+            registry.register(c)?;
+        }
+        Ok(Metrics {
+            registry,
+            requests,
+            latency,
+            rate_limited,
+            term,
+            last_log_index,
+            applied_index,
+            is_leader,
+            batches,
+            commands,
+            read_rounds,
+        })
+    }
+
+    /// Records one GraphQL request.
+    pub fn observe(&self, operation: &str, elapsed: Duration, failed: bool) {
+        let outcome = if failed { "error" } else { "ok" };
+        self.requests.with_label_values(&[operation, outcome]).inc();
+        self.latency.with_label_values(&[operation]).observe(elapsed.as_secs_f64());
+    }
+
+    /// Records a request refused by the rate limit.
+    pub fn rate_limited(&self) {
+        self.rate_limited.inc();
+    }
+
+    /// The text exposition, with Raft gauges read fresh from the store.
+    pub fn render(&self, store: &Store) -> String {
+        let s = store.cluster_status();
+        self.term.set(s.term as i64);
+        self.last_log_index.set(s.last_log_index as i64);
+        self.applied_index.set(s.last_applied as i64);
+        self.is_leader.set(i64::from(s.leader_id == Some(s.node_id)));
+        let stats = store.stats();
+        self.batches.set(stats.batches.load(std::sync::atomic::Ordering::Relaxed) as i64);
+        self.commands.set(stats.commands.load(std::sync::atomic::Ordering::Relaxed) as i64);
+        self.read_rounds.set(stats.read_rounds.load(std::sync::atomic::Ordering::Relaxed) as i64);
+        let mut out = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            tracing::warn!(error = %e, "encode metrics");
+        }
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
