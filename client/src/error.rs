@@ -103,10 +103,7 @@ impl From<RawError> for ClientError {
             .and_then(Value::as_str)
             .unwrap_or(FALLBACK_ERROR_CODE)
             .to_owned();
-        ClientError::Graphql {
-            code,
-            message: raw.message,
-        }
+        ClientError::Graphql { code, message: raw.message }
     }
 }
 
@@ -118,10 +115,7 @@ impl From<RawError> for ClientError {
 /// status without `data` or `errors` breaks the contract and is a [`ClientError::Decode`].
 pub fn parse_response(status: u16, body: &[u8]) -> Result<Value, ClientError> {
     match serde_json::from_slice::<RawResponse>(body) {
-        Ok(RawResponse {
-            errors: Some(errors),
-            ..
-        }) if !errors.is_empty() => {
+        Ok(RawResponse { errors: Some(errors), .. }) if !errors.is_empty() => {
             let first = errors.into_iter().next().expect("guarded non-empty");
             Err(first.into())
         }
@@ -129,12 +123,8 @@ pub fn parse_response(status: u16, body: &[u8]) -> Result<Value, ClientError> {
             status,
             body: truncate_chars(&String::from_utf8_lossy(body), HTTP_ERROR_BODY_MAX_CHARS),
         }),
-        Ok(RawResponse {
-            data: Some(data), ..
-        }) if !data.is_null() => Ok(data),
-        Ok(_) => Err(ClientError::Decode(
-            "response has neither data nor errors".to_owned(),
-        )),
+        Ok(RawResponse { data: Some(data), .. }) if !data.is_null() => Ok(data),
+        Ok(_) => Err(ClientError::Decode("response has neither data nor errors".to_owned())),
         Err(e) => Err(ClientError::Decode(format!("response is not JSON: {e}"))),
     }
 }
@@ -219,9 +209,7 @@ mod tests {
             Err(e @ ClientError::Http { status: 502, .. }) => {
                 assert!(e.is_retryable());
                 assert_eq!(e.code(), "HTTP_502");
-                let ClientError::Http { body, .. } = e else {
-                    unreachable!()
-                };
+                let ClientError::Http { body, .. } = e else { unreachable!() };
                 assert_eq!(body.chars().count(), HTTP_ERROR_BODY_MAX_CHARS + 1);
             }
             other => panic!("expected HTTP error, got {other:?}"),
@@ -232,22 +220,13 @@ mod tests {
     fn empty_errors_list_and_malformed_bodies() {
         let ok = parse_response(200, &body(json!({"data": {"x": 1}, "errors": []})));
         assert_eq!(ok.unwrap(), json!({"x": 1}));
-        assert!(matches!(
-            parse_response(200, &body(json!({"data": null}))),
-            Err(ClientError::Decode(_))
-        ));
-        assert!(matches!(
-            parse_response(200, b"not json"),
-            Err(ClientError::Decode(_))
-        ));
+        assert!(matches!(parse_response(200, &body(json!({"data": null}))), Err(ClientError::Decode(_))));
+        assert!(matches!(parse_response(200, b"not json"), Err(ClientError::Decode(_))));
     }
 
     #[test]
     fn only_unavailable_is_retryable_among_server_codes() {
-        let err = |code: &str| ClientError::Graphql {
-            code: code.to_owned(),
-            message: String::new(),
-        };
+        let err = |code: &str| ClientError::Graphql { code: code.to_owned(), message: String::new() };
         assert!(err("UNAVAILABLE").is_retryable());
         for code in ["RATE_LIMITED", "INTERNAL", "USERNAME_TAKEN", "SOLD_OUT"] {
             assert!(!err(code).is_retryable(), "{code}");

@@ -16,7 +16,5 @@ pub mod ops;
 pub mod transport;
 
 pub use error::ClientError;
-pub use ops::{
-    AuthPayload, Availability, ClusterInfo, Consistency, Member, RegisterInput, Reservation, User,
-};
+pub use ops::{AuthPayload, Availability, ClusterInfo, Consistency, Member, RegisterInput, Reservation, User};
 pub use transport::Client;

@@ -12,7 +12,8 @@ use crate::transport::Client;
 pub const AVAILABILITY_QUERY: &str = "query($name:String!,$c:Consistency){ usernameAvailability(name:$name, consistency:$c){ name canonical status reason suggestions } }";
 
 /// Mutation reserving a username for a while, returning a token `register` accepts.
-pub const RESERVE_MUTATION: &str = "mutation($name:String!,$ttl:Int){ reserveUsername(name:$name, ttlSeconds:$ttl){ token expiresAt } }";
+pub const RESERVE_MUTATION: &str =
+    "mutation($name:String!,$ttl:Int){ reserveUsername(name:$name, ttlSeconds:$ttl){ token expiresAt } }";
 
 /// Mutation creating an account.
 pub const REGISTER_MUTATION: &str =
@@ -23,8 +24,7 @@ pub const LOGIN_MUTATION: &str =
     "mutation($u:String!,$p:String!){ login(username:$u,password:$p){ token user{ id username } } }";
 
 /// Query describing the Raft cluster as the answering node sees it.
-pub const CLUSTER_QUERY: &str =
-    "query{ cluster{ nodeId leaderId term lastApplied members{ id addr } } }";
+pub const CLUSTER_QUERY: &str = "query{ cluster{ nodeId leaderId term lastApplied members{ id addr } } }";
 
 /// How fresh a read must be.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -169,23 +169,14 @@ impl Client {
     }
 
     /// Creates an account.
-    pub async fn register(
-        &self,
-        node: usize,
-        input: &RegisterInput,
-    ) -> Result<AuthPayload, ClientError> {
+    pub async fn register(&self, node: usize, input: &RegisterInput) -> Result<AuthPayload, ClientError> {
         let vars = json!({ "input": input });
         let data = self.run(node, REGISTER_MUTATION, vars).await?;
         field(data, "register")
     }
 
     /// Logs in with a username and password.
-    pub async fn login(
-        &self,
-        node: usize,
-        username: &str,
-        password: &str,
-    ) -> Result<AuthPayload, ClientError> {
+    pub async fn login(&self, node: usize, username: &str, password: &str) -> Result<AuthPayload, ClientError> {
         let vars = json!({ "u": username, "p": password });
         let data = self.run(node, LOGIN_MUTATION, vars).await?;
         field(data, "login")
@@ -213,9 +204,7 @@ fn string_or_number<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error>
     match Value::deserialize(d)? {
         Value::String(s) => Ok(s),
         Value::Number(n) => Ok(n.to_string()),
-        other => Err(serde::de::Error::custom(format!(
-            "expected string or number, got {other}"
-        ))),
+        other => Err(serde::de::Error::custom(format!("expected string or number, got {other}"))),
     }
 }
 
@@ -229,17 +218,13 @@ fn u64_lenient<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
 fn opt_u64_lenient<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
     match Value::deserialize(d)? {
         Value::Null => Ok(None),
-        Value::Number(n) => n
-            .as_u64()
-            .map(Some)
-            .ok_or_else(|| serde::de::Error::custom(format!("expected a u64, got {n}"))),
-        Value::String(s) => s
-            .parse()
-            .map(Some)
-            .map_err(|_| serde::de::Error::custom(format!("expected a u64, got {s:?}"))),
-        other => Err(serde::de::Error::custom(format!(
-            "expected an integer, got {other}"
-        ))),
+        Value::Number(n) => {
+            n.as_u64().map(Some).ok_or_else(|| serde::de::Error::custom(format!("expected a u64, got {n}")))
+        }
+        Value::String(s) => {
+            s.parse().map(Some).map_err(|_| serde::de::Error::custom(format!("expected a u64, got {s:?}")))
+        }
+        other => Err(serde::de::Error::custom(format!("expected an integer, got {other}"))),
     }
 }
 

@@ -65,19 +65,11 @@ impl Client {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        let endpoints = nodes
-            .into_iter()
-            .map(|node| endpoint_url(node.as_ref()))
-            .collect::<Result<Vec<_>, _>>()?;
+        let endpoints = nodes.into_iter().map(|node| endpoint_url(node.as_ref())).collect::<Result<Vec<_>, _>>()?;
         if endpoints.is_empty() {
             return Err(ClientError::Config("no nodes given".to_owned()));
         }
-        Ok(Self {
-            http,
-            endpoints: endpoints.into(),
-            bearer: None,
-            retry: false,
-        })
+        Ok(Self { http, endpoints: endpoints.into(), bearer: None, retry: false })
     }
 
     /// Returns a client whose typed helpers send `Authorization: Bearer <token>`.
@@ -140,12 +132,7 @@ impl Client {
 
     /// Runs `query` through the single or retrying path as configured by
     /// [`Client::with_retries`], with the configured bearer token; used by the typed helpers.
-    pub(crate) async fn run(
-        &self,
-        node: usize,
-        query: &str,
-        variables: Value,
-    ) -> Result<Value, ClientError> {
+    pub(crate) async fn run(&self, node: usize, query: &str, variables: Value) -> Result<Value, ClientError> {
         let bearer = self.bearer.as_deref();
         if self.retry {
             self.execute_retrying(node, query, variables, bearer).await
@@ -155,18 +142,9 @@ impl Client {
     }
 
     /// Posts an already serialized request body to one node.
-    async fn send(
-        &self,
-        node: usize,
-        body: Vec<u8>,
-        bearer: Option<&str>,
-    ) -> Result<Value, ClientError> {
+    async fn send(&self, node: usize, body: Vec<u8>, bearer: Option<&str>) -> Result<Value, ClientError> {
         let url = &self.endpoints[node % self.endpoints.len()];
-        let mut request = self
-            .http
-            .post(url)
-            .header(CONTENT_TYPE, "application/json")
-            .body(body);
+        let mut request = self.http.post(url).header(CONTENT_TYPE, "application/json").body(body);
         if let Some(token) = bearer {
             request = request.header(AUTHORIZATION, format!("Bearer {token}"));
         }
@@ -187,12 +165,9 @@ fn request_body(query: &str, variables: Value) -> Result<Vec<u8>, ClientError> {
 /// Validates a node base URL and appends the GraphQL path.
 fn endpoint_url(base: &str) -> Result<String, ClientError> {
     let base = base.trim().trim_end_matches('/');
-    let url = reqwest::Url::parse(base)
-        .map_err(|e| ClientError::Config(format!("bad node URL {base:?}: {e}")))?;
+    let url = reqwest::Url::parse(base).map_err(|e| ClientError::Config(format!("bad node URL {base:?}: {e}")))?;
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(ClientError::Config(format!(
-            "node URL {base:?} is not http(s)"
-        )));
+        return Err(ClientError::Config(format!("node URL {base:?} is not http(s)")));
     }
     Ok(format!("{base}{GRAPHQL_PATH}"))
 }
@@ -200,9 +175,7 @@ fn endpoint_url(base: &str) -> Result<String, ClientError> {
 /// Upper bound of the wait before retry number `attempt + 1`: the base doubled per attempt,
 /// capped at [`RETRY_BACKOFF_MAX_MS`].
 pub(crate) fn backoff_ceiling_ms(attempt: u32) -> u64 {
-    RETRY_BACKOFF_BASE_MS
-        .saturating_mul(1u64.checked_shl(attempt).unwrap_or(u64::MAX))
-        .min(RETRY_BACKOFF_MAX_MS)
+    RETRY_BACKOFF_BASE_MS.saturating_mul(1u64.checked_shl(attempt).unwrap_or(u64::MAX)).min(RETRY_BACKOFF_MAX_MS)
 }
 
 /// Picks a wait between half the ceiling and the ceiling, so that clients that failed together
@@ -236,25 +209,16 @@ mod tests {
 
     #[test]
     fn endpoints_are_validated_and_normalized() {
-        assert_eq!(
-            endpoint_url("http://127.0.0.1:8080/").unwrap(),
-            "http://127.0.0.1:8080/graphql"
-        );
+        assert_eq!(endpoint_url("http://127.0.0.1:8080/").unwrap(), "http://127.0.0.1:8080/graphql");
         assert!(endpoint_url("127.0.0.1:8080").is_err());
         assert!(endpoint_url("ftp://host").is_err());
-        assert!(matches!(
-            Client::new(Vec::<String>::new()),
-            Err(ClientError::Config(_))
-        ));
+        assert!(matches!(Client::new(Vec::<String>::new()), Err(ClientError::Config(_))));
     }
 
     #[test]
     fn node_index_wraps() {
         let client = Client::new(["http://a:1", "http://b:2"]).unwrap();
         assert_eq!(client.node_count(), 2);
-        assert_eq!(
-            client.endpoints[5 % client.node_count()],
-            "http://b:2/graphql"
-        );
+        assert_eq!(client.endpoints[5 % client.node_count()], "http://b:2/graphql");
     }
 }

@@ -81,10 +81,10 @@ impl Config {
     pub fn peer_map(&self) -> Result<BTreeMap<u64, String>, String> {
         let mut map = BTreeMap::new();
         for part in self.peers.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let (id, addr) = part
-                .split_once('=')
-                .ok_or_else(|| format!("--peers entry {part:?} must look like ID=HOST:PORT"))?;
-            let id: u64 = id.trim().parse().map_err(|_| format!("--peers entry {part:?}: id {id:?} is not a number"))?;
+            let (id, addr) =
+                part.split_once('=').ok_or_else(|| format!("--peers entry {part:?} must look like ID=HOST:PORT"))?;
+            let id: u64 =
+                id.trim().parse().map_err(|_| format!("--peers entry {part:?}: id {id:?} is not a number"))?;
             if id == 0 {
                 return Err(format!("--peers entry {part:?}: ids start at 1"));
             }

@@ -90,25 +90,23 @@ async fn graphql_ws(
     headers: HeaderMap,
 ) -> Response {
     let header_token = bearer(&headers);
-    upgrade
-        .protocols(async_graphql::http::ALL_WEBSOCKET_PROTOCOLS)
-        .on_upgrade(move |socket| {
-            GraphQLWebSocket::new(socket, state.schema.clone(), protocol)
-                .on_connection_init(move |payload| async move {
-                    // graphql-transport-ws carries auth in connection_init:
-                    // {"Authorization": "Bearer <token>"}; a header on the upgrade also works.
-                    let from_payload = payload
-                        .get("Authorization")
-                        .or_else(|| payload.get("authorization"))
-                        .and_then(|v| v.as_str())
-                        .and_then(|v| v.strip_prefix("Bearer "))
-                        .map(|t| t.trim().to_string());
-                    let mut data = Data::default();
-                    data.insert(BearerToken(from_payload.or(header_token.0)));
-                    Ok(data)
-                })
-                .serve()
-        })
+    upgrade.protocols(async_graphql::http::ALL_WEBSOCKET_PROTOCOLS).on_upgrade(move |socket| {
+        GraphQLWebSocket::new(socket, state.schema.clone(), protocol)
+            .on_connection_init(move |payload| async move {
+                // graphql-transport-ws carries auth in connection_init:
+                // {"Authorization": "Bearer <token>"}; a header on the upgrade also works.
+                let from_payload = payload
+                    .get("Authorization")
+                    .or_else(|| payload.get("authorization"))
+                    .and_then(|v| v.as_str())
+                    .and_then(|v| v.strip_prefix("Bearer "))
+                    .map(|t| t.trim().to_string());
+                let mut data = Data::default();
+                data.insert(BearerToken(from_payload.or(header_token.0)));
+                Ok(data)
+            })
+            .serve()
+    })
 }
 
 async fn playground() -> Html<String> {
@@ -169,7 +167,8 @@ impl RateLimiter {
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         if buckets.len() >= RATE_LIMIT_CLIENTS_MAX && !buckets.contains_key(&ip) {
             // Forget clients whose buckets have refilled: they are indistinguishable from new ones.
-            buckets.retain(|_, (tokens, at)| *tokens + now.duration_since(*at).as_secs_f64() * self.rate_per_sec < burst);
+            buckets
+                .retain(|_, (tokens, at)| *tokens + now.duration_since(*at).as_secs_f64() * self.rate_per_sec < burst);
         }
         let (tokens, at) = buckets.entry(ip).or_insert((burst, now));
         *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * self.rate_per_sec).min(burst);

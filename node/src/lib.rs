@@ -21,9 +21,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use rand::RngCore;
 use raft::network::HttpTransport;
 use raft::{Store, StoreConfig};
+use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 
@@ -83,7 +83,11 @@ fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 
 /// Runs a node until `shutdown` resolves: serves on `listener`, forms or joins the cluster,
 /// then drains (stops accepting, finishes in-flight requests) and stops Raft.
-pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     config.validate().map_err(anyhow::Error::msg).context("invalid configuration")?;
     let peers = config.peer_map().map_err(anyhow::Error::msg)?;
     std::fs::create_dir_all(&config.data_dir).with_context(|| format!("create {}", config.data_dir.display()))?;

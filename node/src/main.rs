@@ -11,9 +11,8 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let config = node::Config::parse();
     config.validate().map_err(anyhow::Error::msg).context("invalid configuration")?;
-    let listener = tokio::net::TcpListener::bind(&config.listen)
-        .await
-        .with_context(|| format!("bind {}", config.listen))?;
+    let listener =
+        tokio::net::TcpListener::bind(&config.listen).await.with_context(|| format!("bind {}", config.listen))?;
     if config.peers.is_empty() && config.join.is_none() {
         tracing::info!("one-node cluster; GraphQL playground at http://{}/", config.listen);
     }

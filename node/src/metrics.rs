@@ -32,9 +32,8 @@ impl Metrics {
             &["operation", "outcome"],
         )?;
         let latency = HistogramVec::new(
-            HistogramOpts::new("graphql_request_duration_seconds", "GraphQL request latency by root field").buckets(vec![
-                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-            ]),
+            HistogramOpts::new("graphql_request_duration_seconds", "GraphQL request latency by root field")
+                .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]),
             &["operation"],
         )?;
         let rate_limited = IntCounter::new("rate_limited_total", "Requests refused by the per-client rate limit")?;
@@ -44,7 +43,8 @@ impl Metrics {
         let is_leader = IntGauge::new("raft_is_leader", "1 when this node leads")?;
         let batches = IntGauge::new("raft_proposal_batches_total", "Log entries proposed by this node's batcher")?;
         let commands = IntGauge::new("raft_proposed_commands_total", "Commands inside those entries")?;
-        let read_rounds = IntGauge::new("raft_read_index_rounds_total", "Read-index rounds (shared by concurrent reads)")?;
+        let read_rounds =
+            IntGauge::new("raft_read_index_rounds_total", "Read-index rounds (shared by concurrent reads)")?;
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(latency.clone()),

@@ -27,5 +27,7 @@ pub mod types;
 pub use command::{Command, DomainError, ErrorCode, Response, Role, User};
 pub use log_store::LogStore;
 pub use state_machine::{ReadView, SmError, StateMachine};
-pub use store::{ClusterStatus, Consistency, MemberStatus, Read, Store, StoreConfig, StoreError, StoreStats, RETRY_AFTER_MS};
+pub use store::{
+    ClusterStatus, Consistency, MemberStatus, Read, Store, StoreConfig, StoreError, StoreStats, RETRY_AFTER_MS,
+};
 pub use types::{NodeId, TypeConfig};

@@ -31,27 +31,48 @@ pub struct LogStore {
     db: Arc<Database>,
 }
 
-fn io_error(subject: ErrorSubject<u64>, verb: ErrorVerb, e: impl std::error::Error + 'static) -> StorageError {
-    StorageIOError::new(subject, verb, AnyError::new(&e)).into()
+/// Errors inside the log store; converted to openraft's (much larger) `StorageError` once, at
+/// the trait boundary.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    /// redb failed.
+    #[error("raft log storage: {0}")]
+    Redb(#[from] redb::Error),
+    /// An entry or a meta value did not encode or decode.
+    #[error("raft log codec: {0}")]
+    Codec(#[from] serde_json::Error),
+    /// The blocking task running the I/O died.
+    #[error("raft log task: {0}")]
+    Task(String),
 }
 
-fn read_err(e: impl std::error::Error + 'static) -> StorageError {
-    io_error(ErrorSubject::Logs, ErrorVerb::Read, e)
+macro_rules! redb_into_log_error {
+    ($($t:ty),*) => {$(
+        impl From<$t> for LogError {
+            fn from(e: $t) -> Self { LogError::Redb(e.into()) }
+        }
+    )*};
+}
+redb_into_log_error!(
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError,
+    redb::SetDurabilityError
+);
+
+fn read_err(e: LogError) -> StorageError {
+    StorageIOError::new(ErrorSubject::Logs, ErrorVerb::Read, AnyError::new(&e)).into()
 }
 
-fn write_err(e: impl std::error::Error + 'static) -> StorageError {
-    io_error(ErrorSubject::Logs, ErrorVerb::Write, e)
+fn write_err(e: LogError) -> StorageError {
+    StorageIOError::new(ErrorSubject::Logs, ErrorVerb::Write, AnyError::new(&e)).into()
 }
 
 /// Runs blocking redb work off the async worker threads: an fsync can take milliseconds, and the
 /// Raft core must keep answering heartbeats meanwhile.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, StorageError> + Send + 'static,
-) -> Result<T, StorageError> {
-    match tokio::task::spawn_blocking(f).await {
-        Ok(r) => r,
-        Err(e) => Err(write_err(e)),
-    }
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, LogError> + Send + 'static) -> Result<T, LogError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| LogError::Task(e.to_string()))?
 }
 
 impl LogStore {
@@ -66,11 +87,11 @@ impl LogStore {
         Ok(LogStore { db: Arc::new(db) })
     }
 
-    fn get_meta<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StorageError> {
-        let txn = self.db.begin_read().map_err(read_err)?;
-        let table = txn.open_table(LOG_META).map_err(read_err)?;
-        match table.get(key).map_err(read_err)? {
-            Some(v) => Ok(Some(serde_json::from_slice(v.value()).map_err(read_err)?)),
+    fn get_meta<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>, LogError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(LOG_META)?;
+        match table.get(key)? {
+            Some(v) => Ok(Some(serde_json::from_slice(v.value())?)),
             None => Ok(None),
         }
     }
@@ -80,14 +101,14 @@ impl LogStore {
         key: &'static str,
         value: &T,
         durability: Durability,
-    ) -> Result<(), StorageError> {
-        let bytes = serde_json::to_vec(value).map_err(write_err)?;
+    ) -> Result<(), LogError> {
+        let bytes = serde_json::to_vec(value)?;
         let db = self.db.clone();
         blocking(move || {
-            let mut txn = db.begin_write().map_err(write_err)?;
-            txn.set_durability(durability).map_err(write_err)?;
-            txn.open_table(LOG_META).map_err(write_err)?.insert(key, bytes.as_slice()).map_err(write_err)?;
-            txn.commit().map_err(write_err)
+            let mut txn = db.begin_write()?;
+            txn.set_durability(durability)?;
+            txn.open_table(LOG_META)?.insert(key, bytes.as_slice())?;
+            Ok(txn.commit()?)
         })
         .await
     }
@@ -95,7 +116,7 @@ impl LogStore {
     /// True when this node has never voted nor held a log entry: a fresh data directory.
     pub async fn is_pristine(&mut self) -> Result<bool, StorageError> {
         let state = self.get_log_state().await?;
-        let vote: Option<Vote> = self.get_meta(KEY_VOTE)?;
+        let vote: Option<Vote> = self.get_meta(KEY_VOTE).map_err(read_err)?;
         Ok(state.last_log_id.is_none() && vote.is_none())
     }
 }
@@ -109,16 +130,17 @@ impl RaftLogReader<TypeConfig> for LogStore {
         let end = range.end_bound().cloned();
         let db = self.db.clone();
         blocking(move || {
-            let txn = db.begin_read().map_err(read_err)?;
-            let table = txn.open_table(LOG).map_err(read_err)?;
+            let txn = db.begin_read()?;
+            let table = txn.open_table(LOG)?;
             let mut out = Vec::new();
-            for item in table.range::<u64>((start, end)).map_err(read_err)? {
-                let (_, v) = item.map_err(read_err)?;
-                out.push(serde_json::from_slice(v.value()).map_err(read_err)?);
+            for item in table.range::<u64>((start, end))? {
+                let (_, v) = item?;
+                out.push(serde_json::from_slice(v.value())?);
             }
             Ok(out)
         })
         .await
+        .map_err(read_err)
     }
 }
 
@@ -126,17 +148,17 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = LogStore;
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
-        let last_purged: Option<LogId> = self.get_meta(KEY_PURGED)?;
-        let txn = self.db.begin_read().map_err(read_err)?;
-        let table = txn.open_table(LOG).map_err(read_err)?;
-        let last = match table.last().map_err(read_err)? {
-            Some((_, v)) => {
-                let entry: Entry = serde_json::from_slice(v.value()).map_err(read_err)?;
-                Some(entry.log_id)
-            }
-            None => last_purged,
+        let read = || -> Result<LogState<TypeConfig>, LogError> {
+            let last_purged: Option<LogId> = self.get_meta(KEY_PURGED)?;
+            let txn = self.db.begin_read()?;
+            let table = txn.open_table(LOG)?;
+            let last = match table.last()? {
+                Some((_, v)) => Some(serde_json::from_slice::<Entry>(v.value())?.log_id),
+                None => last_purged,
+            };
+            Ok(LogState { last_purged_log_id: last_purged, last_log_id: last })
         };
-        Ok(LogState { last_purged_log_id: last_purged, last_log_id: last })
+        read().map_err(read_err)
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
@@ -145,21 +167,21 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
         // A vote must survive a crash, or a node could vote twice in one term.
-        self.put_meta(KEY_VOTE, vote, Durability::Immediate).await
+        self.put_meta(KEY_VOTE, vote, Durability::Immediate).await.map_err(write_err)
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
-        self.get_meta(KEY_VOTE)
+        self.get_meta(KEY_VOTE).map_err(read_err)
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
         // The committed id only lets a restarted node re-apply sooner; losing the latest one on a
         // crash is harmless, so it does not pay for an fsync of its own.
-        self.put_meta(KEY_COMMITTED, &committed, Durability::None).await
+        self.put_meta(KEY_COMMITTED, &committed, Durability::None).await.map_err(write_err)
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
-        Ok(self.get_meta::<Option<LogId>>(KEY_COMMITTED)?.flatten())
+        Ok(self.get_meta::<Option<LogId>>(KEY_COMMITTED).map_err(read_err)?.flatten())
     }
 
     async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
@@ -169,20 +191,21 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     {
         let mut encoded = Vec::new();
         for entry in entries {
-            encoded.push((entry.log_id.index, serde_json::to_vec(&entry).map_err(write_err)?));
+            encoded.push((entry.log_id.index, serde_json::to_vec(&entry).map_err(|e| write_err(e.into()))?));
         }
         let db = self.db.clone();
         let res = blocking(move || {
-            let txn = db.begin_write().map_err(write_err)?;
+            let txn = db.begin_write()?;
             {
-                let mut table = txn.open_table(LOG).map_err(write_err)?;
+                let mut table = txn.open_table(LOG)?;
                 for (index, bytes) in &encoded {
-                    table.insert(*index, bytes.as_slice()).map_err(write_err)?;
+                    table.insert(*index, bytes.as_slice())?;
                 }
             }
-            txn.commit().map_err(write_err)
+            Ok(txn.commit()?)
         })
-        .await;
+        .await
+        .map_err(write_err);
         match res {
             Ok(()) => {
                 callback.log_io_completed(Ok(()));
@@ -198,32 +221,25 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
         let db = self.db.clone();
         blocking(move || {
-            let txn = db.begin_write().map_err(write_err)?;
-            txn.open_table(LOG)
-                .map_err(write_err)?
-                .retain_in::<u64, _>(log_id.index.., |_, _| false)
-                .map_err(write_err)?;
-            txn.commit().map_err(write_err)
+            let txn = db.begin_write()?;
+            txn.open_table(LOG)?.retain_in::<u64, _>(log_id.index.., |_, _| false)?;
+            Ok(txn.commit()?)
         })
         .await
+        .map_err(write_err)
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        let bytes = serde_json::to_vec(&log_id).map_err(write_err)?;
+        let bytes = serde_json::to_vec(&log_id).map_err(|e| write_err(e.into()))?;
         let db = self.db.clone();
         blocking(move || {
-            let txn = db.begin_write().map_err(write_err)?;
+            let txn = db.begin_write()?;
             // The purge marker and the removal commit together, so the log state stays coherent.
-            txn.open_table(LOG_META)
-                .map_err(write_err)?
-                .insert(KEY_PURGED, bytes.as_slice())
-                .map_err(write_err)?;
-            txn.open_table(LOG)
-                .map_err(write_err)?
-                .retain_in::<u64, _>(..=log_id.index, |_, _| false)
-                .map_err(write_err)?;
-            txn.commit().map_err(write_err)
+            txn.open_table(LOG_META)?.insert(KEY_PURGED, bytes.as_slice())?;
+            txn.open_table(LOG)?.retain_in::<u64, _>(..=log_id.index, |_, _| false)?;
+            Ok(txn.commit()?)
         })
         .await
+        .map_err(write_err)
     }
 }

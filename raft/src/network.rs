@@ -52,7 +52,13 @@ pub enum TransportError {
 /// Moves one request body to a peer and brings the answer back.
 pub trait Transport: Send + Sync + 'static {
     /// POSTs `body` to `http://{addr}/raft/{rpc}` with the cluster secret.
-    fn post(&self, addr: &str, rpc: &str, body: Vec<u8>, timeout: Duration) -> BoxFuture<'static, Result<Vec<u8>, TransportError>>;
+    fn post(
+        &self,
+        addr: &str,
+        rpc: &str,
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> BoxFuture<'static, Result<Vec<u8>, TransportError>>;
 }
 
 /// The production transport: HTTP/1.1 through a pooled reqwest client.
@@ -75,7 +81,13 @@ impl HttpTransport {
 }
 
 impl Transport for HttpTransport {
-    fn post(&self, addr: &str, rpc: &str, body: Vec<u8>, timeout: Duration) -> BoxFuture<'static, Result<Vec<u8>, TransportError>> {
+    fn post(
+        &self,
+        addr: &str,
+        rpc: &str,
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> BoxFuture<'static, Result<Vec<u8>, TransportError>> {
         let req = self
             .client
             .post(format!("http://{addr}/raft/{rpc}"))
@@ -195,7 +207,8 @@ impl Connection {
                 TransportError::Unreachable(_) => RPCError::Unreachable(Unreachable::new(&e)),
                 _ => RPCError::Network(NetworkError::new(&e)),
             })?;
-        answer.map_err(|e| RPCError::RemoteError(RemoteError::new_with_node(self.target, BasicNode::new(&self.addr), e)))
+        answer
+            .map_err(|e| RPCError::RemoteError(RemoteError::new_with_node(self.target, BasicNode::new(&self.addr), e)))
     }
 }
 
@@ -212,7 +225,8 @@ impl RaftNetwork<TypeConfig> for Connection {
         &mut self,
         rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
-    ) -> Result<InstallSnapshotResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>> {
+    ) -> Result<InstallSnapshotResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>>
+    {
         self.rpc("snapshot", &rpc, &option).await
     }
 

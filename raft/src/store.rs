@@ -324,9 +324,9 @@ impl Store {
     pub async fn linearizable_barrier(&self) -> Result<u64, StoreError> {
         let deadline = Duration::from_millis(self.inner.config.read_timeout_ms);
         let rounds = self.inner.rounds.get().ok_or_else(|| StoreError::internal("read rounds not started"))?;
-        let index = tokio::time::timeout(deadline, rounds.read_index())
-            .await
-            .map_err(|_| StoreError::unavailable("could not confirm the leader's commit index in time (no quorum?)"))??;
+        let index = tokio::time::timeout(deadline, rounds.read_index()).await.map_err(|_| {
+            StoreError::unavailable("could not confirm the leader's commit index in time (no quorum?)")
+        })??;
         let mut applied = self.inner.sm.applied_index();
         tokio::time::timeout(deadline, applied.wait_for(|a| *a >= index))
             .await
@@ -387,7 +387,11 @@ impl Store {
             return Err(StoreError::internal("peers must name at least this node"));
         };
         if !peers.contains_key(&self.id()) {
-            return Err(StoreError::internal(format!("peers {:?} must include this node's id {}", peers.keys(), self.id())));
+            return Err(StoreError::internal(format!(
+                "peers {:?} must include this node's id {}",
+                peers.keys(),
+                self.id()
+            )));
         }
         if lowest != self.id() {
             tracing::info!(lowest, "waiting for the lowest peer id to initialize the cluster");
@@ -398,7 +402,10 @@ impl Store {
                 network::call(self.inner.transport.as_ref(), addr, "status", &(), Duration::from_millis(500)).await;
             if let Ok(s) = status {
                 if s.initialized {
-                    tracing::warn!(peer = id, "a peer already holds cluster state: not initializing; join this node instead");
+                    tracing::warn!(
+                        peer = id,
+                        "a peer already holds cluster state: not initializing; join this node instead"
+                    );
                     return Ok(());
                 }
             }
@@ -636,9 +643,10 @@ impl Inner {
                     .await
                     {
                         Ok(r) => r,
-                        Err(TransportError::Unreachable(e)) => Err(ForwardError::NotLeader { leader: None }).inspect_err(|_| {
-                            last_error = format!("leader at {addr} unreachable: {e}");
-                        }),
+                        Err(TransportError::Unreachable(e)) => Err(ForwardError::NotLeader { leader: None })
+                            .inspect_err(|_| {
+                                last_error = format!("leader at {addr} unreachable: {e}");
+                            }),
                         Err(e) => {
                             return Err(StoreError::unknown(format!("forwarding to the leader at {addr} failed: {e}")))
                         }
@@ -657,7 +665,11 @@ impl Inner {
                     let _ = tokio::time::timeout(left.min(Duration::from_millis(100)), metrics.changed()).await;
                 }
                 Err(ForwardError::Unavailable(m)) => {
-                    return Err(if m.contains("may still commit") { StoreError::unknown(m) } else { StoreError::unavailable(m) })
+                    return Err(if m.contains("may still commit") {
+                        StoreError::unknown(m)
+                    } else {
+                        StoreError::unavailable(m)
+                    })
                 }
                 Err(ForwardError::Internal(m)) => return Err(StoreError::Internal(m)),
             }
@@ -675,8 +687,14 @@ impl Inner {
             },
             Leader::Other(_, addr) => {
                 let timeout = Duration::from_millis(self.config.read_timeout_ms);
-                match network::call::<_, Result<u64, ForwardError>>(self.transport.as_ref(), &addr, "read_index", &(), timeout)
-                    .await
+                match network::call::<_, Result<u64, ForwardError>>(
+                    self.transport.as_ref(),
+                    &addr,
+                    "read_index",
+                    &(),
+                    timeout,
+                )
+                .await
                 {
                     Ok(Ok(i)) => Ok(i),
                     Ok(Err(e)) => Err(StoreError::unavailable(format!("leader at {addr}: {e}"))),

@@ -128,7 +128,10 @@ fn check_email(email: &str) -> Result<(), Error> {
     if ok {
         Ok(())
     } else {
-        Err(invalid("email", format!("{email:?} is not an e-mail address (name@domain.tld, at most {EMAIL_BYTES_MAX} bytes)")))
+        Err(invalid(
+            "email",
+            format!("{email:?} is not an e-mail address (name@domain.tld, at most {EMAIL_BYTES_MAX} bytes)"),
+        ))
     }
 }
 
@@ -174,9 +177,10 @@ impl AccountQuery {
         ctx: &Context<'_>,
         id: Option<ID>,
         username: Option<String>,
-        #[graphql(default_with = "Consistency::Local")] consistency: Consistency,
+        #[graphql(desc = "Default LOCAL.")] consistency: Option<Consistency>,
     ) -> Result<Option<UserObject>, Error> {
         let api = ctx.data::<ApiContext>()?;
+        let consistency = consistency.unwrap_or(Consistency::Local);
         let found = match (id, username) {
             (Some(id), None) => {
                 let id: u64 = id.parse().map_err(|_| invalid("id", format!("{:?} is not a user id", id.0)))?;
@@ -284,7 +288,10 @@ impl AccountMutation {
     async fn delete_account(&self, ctx: &Context<'_>) -> Result<bool, Error> {
         let api = ctx.data::<ApiContext>()?;
         let me = viewer(ctx).await?;
-        let cmd = Command::DeleteAccount { user_id: me.id, cooldown_ms: api.config.username_cooldown_secs.saturating_mul(1000) };
+        let cmd = Command::DeleteAccount {
+            user_id: me.id,
+            cooldown_ms: api.config.username_cooldown_secs.saturating_mul(1000),
+        };
         match api.store.propose(cmd).await.map_err(store)? {
             Response::Deleted { .. } => Ok(true),
             Response::Rejected(e) => Err(domain(e)),

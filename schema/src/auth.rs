@@ -88,15 +88,20 @@ impl Auth {
         let _permit = self.hashing.acquire().await.map_err(|_| api_error(code::UNAVAILABLE, "shutting down"))?;
         let known = hash.is_some();
         let hash = hash.unwrap_or_else(|| self.dummy_hash.clone());
-        let ok = tokio::task::spawn_blocking(move || Argon2::default().verify_password(password.as_bytes(), hash.as_str()).is_ok())
-            .await
-            .map_err(|e| api_error(code::INTERNAL, e.to_string()))?;
+        let ok = tokio::task::spawn_blocking(move || {
+            Argon2::default().verify_password(password.as_bytes(), hash.as_str()).is_ok()
+        })
+        .await
+        .map_err(|e| api_error(code::INTERNAL, e.to_string()))?;
         Ok(ok && known)
     }
 }
 
 fn hash_blocking(password: &str) -> Result<String, String> {
-    Argon2::default().hash_password(password.as_bytes()).map(|h| h.to_string()).map_err(|e| format!("hash password: {e}"))
+    Argon2::default()
+        .hash_password(password.as_bytes())
+        .map(|h| h.to_string())
+        .map_err(|e| format!("hash password: {e}"))
 }
 
 /// The signed-in user of a request, or UNAUTHENTICATED.

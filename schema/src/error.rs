@@ -47,12 +47,13 @@ pub fn domain(e: DomainError) -> Error {
 /// A store failure: UNAVAILABLE with a retry hint, or INTERNAL.
 pub fn store(e: StoreError) -> Error {
     match e {
-        StoreError::Unavailable { message, retry_after_ms, outcome_unknown } => Error::new(message)
-            .extend_with(move |_, ext| {
+        StoreError::Unavailable { message, retry_after_ms, outcome_unknown } => {
+            Error::new(message).extend_with(move |_, ext| {
                 ext.set("code", code::UNAVAILABLE);
                 ext.set("retryAfterMs", retry_after_ms);
                 ext.set("outcomeUnknown", outcome_unknown);
-            }),
+            })
+        }
         StoreError::Internal(message) => {
             tracing::error!(%message, "internal store error");
             api_error(code::INTERNAL, message)

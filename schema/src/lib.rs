@@ -21,8 +21,8 @@ pub mod usernames;
 
 use async_graphql::{EmptySubscription, Enum, MergedObject, Schema};
 use chrono::{DateTime, Utc};
-use rand::RngCore;
 use raft::Store;
+use rand::RngCore;
 
 pub use auth::{Auth, BearerToken};
 

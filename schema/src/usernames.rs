@@ -100,7 +100,10 @@ pub(crate) fn policy_error(e: NameError) -> Error {
 /// Validates a name to be claimed and returns (NFKC display form, canonical form).
 pub(crate) fn claimable(name: &str) -> Result<(String, String), Error> {
     if name.len() > USERNAME_INPUT_BYTES_MAX {
-        return Err(api_error(code::USERNAME_INVALID, format!("username must be at most {USERNAME_INPUT_BYTES_MAX} bytes")));
+        return Err(api_error(
+            code::USERNAME_INVALID,
+            format!("username must be at most {USERNAME_INPUT_BYTES_MAX} bytes"),
+        ));
     }
     names::validate(name).map_err(policy_error)?;
     Ok((names::normalize(name), names::canonical(name)))
@@ -117,9 +120,10 @@ impl UsernameQuery {
         &self,
         ctx: &Context<'_>,
         name: String,
-        #[graphql(default_with = "Consistency::Linearizable")] consistency: Consistency,
+        #[graphql(desc = "Default LINEARIZABLE.")] consistency: Option<Consistency>,
     ) -> Result<UsernameAvailability, Error> {
         let api = ctx.data::<ApiContext>()?;
+        let consistency = consistency.unwrap_or(Consistency::Linearizable);
         if name.len() > USERNAME_INPUT_BYTES_MAX {
             return Err(invalid("name", format!("must be at most {USERNAME_INPUT_BYTES_MAX} bytes")));
         }
@@ -176,7 +180,8 @@ impl UsernameMutation {
         }
         let (display, canonical) = claimable(&name)?;
         let token = random_token();
-        let cmd = Command::ReserveUsername { name: display.clone(), canonical, token, ttl_ms: i64::from(ttl_seconds) * 1000 };
+        let cmd =
+            Command::ReserveUsername { name: display.clone(), canonical, token, ttl_ms: i64::from(ttl_seconds) * 1000 };
         match api.store.propose(cmd).await.map_err(store)? {
             Response::Reserved { token, expires_at_ms } => {
                 Ok(Reservation { name: display, token, expires_at: ms_to_datetime(expires_at_ms) })

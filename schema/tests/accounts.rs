@@ -31,9 +31,8 @@ async fn one_node(config: SchemaConfig) -> Harness {
 
 impl Harness {
     async fn run(&self, query: &str, vars: Value, token: Option<&str>) -> (Value, Vec<(String, String)>) {
-        let req = Request::new(query)
-            .variables(Variables::from_json(vars))
-            .data(BearerToken(token.map(str::to_string)));
+        let req =
+            Request::new(query).variables(Variables::from_json(vars)).data(BearerToken(token.map(str::to_string)));
         let resp = self.schema.execute(req).await;
         let errors = resp
             .errors
@@ -73,7 +72,8 @@ impl Harness {
 }
 
 const REGISTER: &str = "mutation($u:String!,$p:String!,$t:String,$e:String){ register(input:{username:$u,password:$p,reservationToken:$t,email:$e}){ token user{ id username role email } } }";
-const AVAIL: &str = "query($n:String!){ usernameAvailability(name:$n){ name canonical status reason suggestions appliedIndex } }";
+const AVAIL: &str =
+    "query($n:String!){ usernameAvailability(name:$n){ name canonical status reason suggestions appliedIndex } }";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn usernames_and_accounts_follow_the_rules() {
@@ -112,22 +112,34 @@ async fn usernames_and_accounts_follow_the_rules() {
     let (_, errs) = h.run(REGISTER, json!({"u": "carol", "p": "short"}), None).await;
     assert_eq!(errs[0].0, "INVALID_INPUT");
     assert!(errs[0].1.contains("password"), "the message names the field: {}", errs[0].1);
-    assert_eq!(h.code(REGISTER, json!({"u": "carol", "p": "correct horse", "e": "not-an-email"}), None).await, "INVALID_INPUT");
+    assert_eq!(
+        h.code(REGISTER, json!({"u": "carol", "p": "correct horse", "e": "not-an-email"}), None).await,
+        "INVALID_INPUT"
+    );
     // None of the rejected registrations consumed an id: the next account is number 3.
     assert_eq!(h.register("carol").await["user"]["id"], "3");
 
     // Phase 4: login; an unknown user and a wrong password get the same answer.
-    let ok = h.ok("mutation{ login(username:\"ALICE\", password:\"correct horse\"){ token user{ username } } }", json!({}), None).await;
+    let ok = h
+        .ok(
+            "mutation{ login(username:\"ALICE\", password:\"correct horse\"){ token user{ username } } }",
+            json!({}),
+            None,
+        )
+        .await;
     assert_eq!(ok["login"]["user"]["username"], "alice");
-    let (_, wrong) = h.run("mutation{ login(username:\"alice\", password:\"wrong horse\"){ token } }", json!({}), None).await;
-    let (_, unknown) = h.run("mutation{ login(username:\"nobody\", password:\"wrong horse\"){ token } }", json!({}), None).await;
+    let (_, wrong) =
+        h.run("mutation{ login(username:\"alice\", password:\"wrong horse\"){ token } }", json!({}), None).await;
+    let (_, unknown) =
+        h.run("mutation{ login(username:\"nobody\", password:\"wrong horse\"){ token } }", json!({}), None).await;
     assert_eq!(wrong, unknown);
     assert_eq!(wrong[0].0, "UNAUTHENTICATED");
 
     // Phase 5: the viewer needs a valid token; admin-only operations answer FORBIDDEN to users.
     let alice_token = alice["token"].as_str().expect("token").to_string();
-    let bob_token = h.ok("mutation{ login(username:\"bob\", password:\"correct horse\"){ token } }", json!({}), None).await
-        ["login"]["token"]
+    let bob_token = h
+        .ok("mutation{ login(username:\"bob\", password:\"correct horse\"){ token } }", json!({}), None)
+        .await["login"]["token"]
         .as_str()
         .expect("token")
         .to_string();
@@ -168,7 +180,10 @@ async fn reservations_hold_a_name_for_their_token_only() {
     assert_eq!(h.availability("DAVE").await["status"], "RESERVED");
     assert_eq!(h.code(reserve, json!({"n": "dave", "t": 60}), None).await, "USERNAME_RESERVED");
     assert_eq!(h.code(REGISTER, json!({"u": "dave", "p": "correct horse"}), None).await, "USERNAME_RESERVED");
-    assert_eq!(h.code(REGISTER, json!({"u": "dave", "p": "correct horse", "t": "wrong"}), None).await, "USERNAME_RESERVED");
+    assert_eq!(
+        h.code(REGISTER, json!({"u": "dave", "p": "correct horse", "t": "wrong"}), None).await,
+        "USERNAME_RESERVED"
+    );
 
     // Phase 2: the holder's token takes it.
     let u = h.ok(REGISTER, json!({"u": "dave", "p": "correct horse", "t": token}), None).await;
@@ -207,7 +222,8 @@ async fn limits_and_consistency_levels() {
     }
 
     // Phase 3: the cluster query describes the one-node cluster.
-    let c = h.ok("{ cluster { nodeId leaderId term state lastApplied members { id addr voter } } }", json!({}), None).await;
+    let c =
+        h.ok("{ cluster { nodeId leaderId term state lastApplied members { id addr voter } } }", json!({}), None).await;
     assert_eq!(c["cluster"]["leaderId"], 1);
     assert_eq!(c["cluster"]["members"].as_array().expect("members").len(), 1);
 }

@@ -67,10 +67,7 @@ const CHECK_NAMES_DEFAULT_COUNT: usize = 10_000;
 const PRE_RESERVE_TTL_MARGIN_SECS: u64 = 60;
 
 #[derive(Parser, Debug)]
-#[command(
-    name = "loadgen",
-    about = "Closed-loop load generator for the GraphQL backend"
-)]
+#[command(name = "loadgen", about = "Closed-loop load generator for the GraphQL backend")]
 struct Cli {
     #[command(subcommand)]
     scenario: ScenarioCommand,
@@ -109,12 +106,7 @@ enum ScenarioCommand {
 #[derive(Args, Debug)]
 struct Common {
     /// Comma-separated node base URLs; requests are spread round-robin over them.
-    #[arg(
-        long,
-        env = "LOADGEN_NODES",
-        value_delimiter = ',',
-        default_value = "http://127.0.0.1:8080"
-    )]
+    #[arg(long, env = "LOADGEN_NODES", value_delimiter = ',', default_value = "http://127.0.0.1:8080")]
     nodes: Vec<String>,
     /// Number of closed-loop workers, each awaiting its request before sending the next.
     #[arg(long, default_value_t = CONCURRENCY_DEFAULT_WORKERS,
@@ -164,17 +156,13 @@ fn parse_run_id(s: &str) -> Result<String, String> {
     if (1..=RUN_ID_MAX_CHARS).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_lowercase()) {
         Ok(s.to_owned())
     } else {
-        Err(format!(
-            "expected 1 to {RUN_ID_MAX_CHARS} lowercase ASCII letters"
-        ))
+        Err(format!("expected 1 to {RUN_ID_MAX_CHARS} lowercase ASCII letters"))
     }
 }
 
 /// A random letters-only run id of [`RUN_ID_LEN_CHARS`] characters.
 fn random_run_id(rng: &mut impl Rng) -> String {
-    (0..RUN_ID_LEN_CHARS)
-        .map(|_| char::from(rng.random_range(b'a'..=b'z')))
-        .collect()
+    (0..RUN_ID_LEN_CHARS).map(|_| char::from(rng.random_range(b'a'..=b'z'))).collect()
 }
 
 /// The name the `claims` scenario reserves as worker `worker`'s request `seq`. Worker and
@@ -206,11 +194,7 @@ enum Scenario {
     /// Reserve a never-used name per request.
     Claims { run_id: String, ttl_secs: u32 },
     /// Check names drawn uniformly from `names`, the first `reserved` of which were reserved.
-    Checks {
-        names: Vec<String>,
-        reserved: usize,
-        consistency: Consistency,
-    },
+    Checks { names: Vec<String>, reserved: usize, consistency: Consistency },
 }
 
 impl Scenario {
@@ -226,11 +210,7 @@ impl Scenario {
     fn params(&self) -> Value {
         match self {
             Self::Claims { run_id, ttl_secs } => json!({ "run_id": run_id, "ttl_secs": ttl_secs }),
-            Self::Checks {
-                names,
-                reserved,
-                consistency,
-            } => json!({
+            Self::Checks { names, reserved, consistency } => json!({
                 "consistency": consistency.as_graphql(),
                 "names": names.len(),
                 "reserved": reserved,
@@ -246,9 +226,7 @@ impl Scenario {
                 variables: json!({ "name": claim_name(run_id, worker, seq), "ttl": ttl_secs }),
                 bearer: None,
             },
-            Self::Checks {
-                names, consistency, ..
-            } => Request {
+            Self::Checks { names, consistency, .. } => Request {
                 query: ops::AVAILABILITY_QUERY,
                 variables: json!({
                     "name": names[rng.random_range(0..names.len())],
@@ -268,34 +246,16 @@ async fn build_scenario(
     run_id: String,
 ) -> anyhow::Result<Scenario> {
     match *command {
-        ScenarioCommand::Claims { ttl, .. } => Ok(Scenario::Claims {
-            run_id,
-            ttl_secs: ttl,
-        }),
-        ScenarioCommand::Checks {
-            consistency,
-            names,
-            pool,
-            ..
-        } => {
+        ScenarioCommand::Claims { ttl, .. } => Ok(Scenario::Claims { run_id, ttl_secs: ttl }),
+        ScenarioCommand::Checks { consistency, names, pool, .. } => {
             if pool > names {
                 bail!("--pool {pool} exceeds --names {names}");
             }
             let names: Vec<String> = (0..names).map(|i| pool_name(&run_id, i)).collect();
             let ttl_secs = common.warmup + common.duration + PRE_RESERVE_TTL_MARGIN_SECS;
             let ttl_secs = u32::try_from(ttl_secs).unwrap_or(u32::MAX);
-            pre_reserve(
-                client,
-                &names[..pool],
-                ttl_secs,
-                common.concurrency as usize,
-            )
-            .await;
-            Ok(Scenario::Checks {
-                names,
-                reserved: pool,
-                consistency: consistency.into(),
-            })
+            pre_reserve(client, &names[..pool], ttl_secs, common.concurrency as usize).await;
+            Ok(Scenario::Checks { names, reserved: pool, consistency: consistency.into() })
         }
     }
 }
@@ -325,11 +285,7 @@ async fn pre_reserve(client: &Client, names: &[String], ttl_secs: u32, concurren
         "pre-reserved {} of {} names{}",
         names.len() as u64 - failed,
         names.len(),
-        if failed == 0 {
-            String::new()
-        } else {
-            format!(" (failures: {})", format_errors(&errors))
-        }
+        if failed == 0 { String::new() } else { format!(" (failures: {})", format_errors(&errors)) }
     );
 }
 
@@ -386,9 +342,7 @@ impl Stats {
     }
 
     fn merge(&mut self, other: Stats) -> anyhow::Result<()> {
-        self.latency_us
-            .add(&other.latency_us)
-            .context("merging latency histograms")?;
+        self.latency_us.add(&other.latency_us).context("merging latency histograms")?;
         self.ok += other.ok;
         for (code, n) in other.errors {
             *self.errors.entry(code).or_default() += n;
@@ -416,13 +370,7 @@ struct LatencySummary {
 fn summarize(latency_us: &Histogram<u64>) -> LatencySummary {
     let ms = |us: u64| us as f64 / 1_000.0;
     if latency_us.is_empty() {
-        return LatencySummary {
-            p50: 0.0,
-            p90: 0.0,
-            p99: 0.0,
-            p999: 0.0,
-            max: 0.0,
-        };
+        return LatencySummary { p50: 0.0, p90: 0.0, p99: 0.0, p999: 0.0, max: 0.0 };
     }
     LatencySummary {
         p50: ms(latency_us.value_at_quantile(0.50)),
@@ -454,15 +402,7 @@ async fn run_worker(worker: usize, shared: Arc<Shared>, seed: u64) -> anyhow::Re
         let request = shared.scenario.request(worker, seq, &mut rng);
         // Offsetting by the worker spreads concurrent requests over all nodes at every moment.
         let node = worker.wrapping_add(seq as usize);
-        let result = shared
-            .client
-            .execute(
-                node,
-                request.query,
-                request.variables,
-                request.bearer.as_deref(),
-            )
-            .await;
+        let result = shared.client.execute(node, request.query, request.variables, request.bearer.as_deref()).await;
         let done = Instant::now();
         shared.completed.fetch_add(1, Ordering::Relaxed);
         if measured {
@@ -483,15 +423,8 @@ async fn report_progress(shared: Arc<Shared>) {
         let now = Instant::now();
         let completed = shared.completed.load(Ordering::Relaxed);
         let rate = (completed - previous.0) as f64 / (now - previous.1).as_secs_f64();
-        let phase = if now < shared.plan.measure_from {
-            " (warmup)"
-        } else {
-            ""
-        };
-        eprintln!(
-            "[{:>6.1}s] {completed} ops, {rate:.0}/s{phase}",
-            (now - shared.plan.started).as_secs_f64()
-        );
+        let phase = if now < shared.plan.measure_from { " (warmup)" } else { "" };
+        eprintln!("[{:>6.1}s] {completed} ops, {rate:.0}/s{phase}", (now - shared.plan.started).as_secs_f64());
         previous = (completed, now);
     }
 }
@@ -557,15 +490,8 @@ impl Report {
         );
         println!("requests      {}", self.requests);
         println!("ok            {}", self.ok);
-        println!(
-            "errors        {} {}",
-            self.requests - self.ok,
-            format_errors(&self.errors)
-        );
-        println!(
-            "throughput    {:.1} ok/s ({:.1} req/s)",
-            self.throughput_per_sec, self.requests_per_sec
-        );
+        println!("errors        {} {}", self.requests - self.ok, format_errors(&self.errors));
+        println!("throughput    {:.1} ok/s ({:.1} req/s)", self.throughput_per_sec, self.requests_per_sec);
         println!(
             "latency ms    p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}",
             l.p50, l.p90, l.p99, l.p999, l.max
@@ -575,11 +501,7 @@ impl Report {
 
 /// Renders error counts as `CODE n, CODE n`.
 fn format_errors(errors: &BTreeMap<String, u64>) -> String {
-    errors
-        .iter()
-        .map(|(code, n)| format!("{code} {n}"))
-        .collect::<Vec<_>>()
-        .join(", ")
+    errors.iter().map(|(code, n)| format!("{code} {n}")).collect::<Vec<_>>().join(", ")
 }
 
 /// Divides without producing NaN or infinity for an empty window.
@@ -607,8 +529,7 @@ async fn main() -> ExitCode {
 
 /// Builds the client and scenario, runs the load, and prints the report.
 async fn run_cli(cli: Cli) -> anyhow::Result<ExitCode> {
-    let (ScenarioCommand::Claims { common, .. } | ScenarioCommand::Checks { common, .. }) =
-        &cli.scenario;
+    let (ScenarioCommand::Claims { common, .. } | ScenarioCommand::Checks { common, .. }) = &cli.scenario;
 
     let http = reqwest::Client::builder()
         .timeout(Duration::from_millis(common.timeout_ms))
@@ -641,9 +562,7 @@ async fn run_cli(cli: Cli) -> anyhow::Result<ExitCode> {
     });
     let stats = run(shared.clone(), common.concurrency as usize, seed).await?;
 
-    let elapsed_secs = stats
-        .last_done
-        .map_or(0.0, |done| (done - measure_from).as_secs_f64());
+    let elapsed_secs = stats.last_done.map_or(0.0, |done| (done - measure_from).as_secs_f64());
     let requests = stats.ok + stats.error_count();
     let report = Report {
         scenario: shared.scenario.label(),
@@ -685,10 +604,7 @@ mod tests {
         for run_id in ["abcde", "abcdf"] {
             for worker in 0..120 {
                 for seq in 0..300 {
-                    assert!(
-                        seen.insert(claim_name(run_id, worker, seq)),
-                        "duplicate for {run_id} {worker} {seq}"
-                    );
+                    assert!(seen.insert(claim_name(run_id, worker, seq)), "duplicate for {run_id} {worker} {seq}");
                 }
             }
         }
@@ -698,9 +614,7 @@ mod tests {
 
     #[test]
     fn pool_names_do_not_collide_with_claim_names() {
-        let claims: HashSet<_> = (0..50)
-            .flat_map(|w| (0..50).map(move |s| claim_name("abcde", w, s)))
-            .collect();
+        let claims: HashSet<_> = (0..50).flat_map(|w| (0..50).map(move |s| claim_name("abcde", w, s))).collect();
         let pool: HashSet<_> = (0..2_500).map(|i| pool_name("abcde", i)).collect();
         assert_eq!(pool.len(), 2_500);
         assert!(claims.is_disjoint(&pool));

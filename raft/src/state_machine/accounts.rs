@@ -65,7 +65,13 @@ pub fn check_claim(record: Option<&NameRecord>, now_ms: i64, token: Option<&str>
     }
 }
 
-pub(crate) fn reserve(t: &mut Tables, now: i64, canonical: &str, token: String, ttl_ms: i64) -> Result<Response, SmError> {
+pub(crate) fn reserve(
+    t: &mut Tables,
+    now: i64,
+    canonical: &str,
+    token: String,
+    ttl_ms: i64,
+) -> Result<Response, SmError> {
     let record: Option<NameRecord> = get_json(&t.names, canonical.as_bytes())?;
     if let Err(e) = check_claim(record.as_ref(), now, None) {
         return Ok(Response::Rejected(e));

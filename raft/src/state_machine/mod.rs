@@ -46,7 +46,14 @@ macro_rules! redb_from {
         }
     )*};
 }
-redb_from!(redb::TransactionError, redb::TableError, redb::StorageError, redb::CommitError, redb::DatabaseError, redb::SetDurabilityError);
+redb_from!(
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError,
+    redb::DatabaseError,
+    redb::SetDurabilityError
+);
 
 fn sm_err(verb: ErrorVerb, e: SmError) -> StorageError {
     StorageIOError::new(ErrorSubject::StateMachine, verb, AnyError::new(&e)).into()
@@ -160,7 +167,9 @@ impl StateMachine {
 /// Applies one command at state machine time `now`. Business rules are decided here.
 fn apply_command(t: &mut Tables, now: i64, command: Command) -> Result<Response, SmError> {
     match command {
-        Command::ReserveUsername { canonical, token, ttl_ms, .. } => accounts::reserve(t, now, &canonical, token, ttl_ms),
+        Command::ReserveUsername { canonical, token, ttl_ms, .. } => {
+            accounts::reserve(t, now, &canonical, token, ttl_ms)
+        }
         Command::Register { username, canonical, password_hash, display_name, email, reservation_token } => {
             accounts::register(
                 t,
@@ -217,7 +226,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         Ok(Box::new(Cursor::new(Vec::new())))
     }
 
-    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: Box<Cursor<Vec<u8>>>) -> Result<(), StorageError> {
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError> {
         let sm = self.clone();
         let meta = meta.clone();
         blocking(ErrorVerb::Write, move || sm.install_snapshot_blocking(&meta, snapshot.into_inner())).await

@@ -76,9 +76,12 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// One table's rows, borrowed from the snapshot bytes.
+type DecodedTable<'a> = (StateTable, Vec<(&'a [u8], &'a [u8])>);
+
 /// Decodes snapshot bytes into one list of entries per state table, checking every table is
 /// there, in order, before anything is written.
-fn decode_tables(bytes: &[u8]) -> Result<Vec<(StateTable, Vec<(&[u8], &[u8])>)>, SmError> {
+fn decode_tables(bytes: &[u8]) -> Result<Vec<DecodedTable<'_>>, SmError> {
     let mut r = Reader { buf: bytes };
     if r.take(MAGIC.len())? != MAGIC {
         return Err(SmError::Snapshot("not a snapshot of this format (bad magic)".into()));

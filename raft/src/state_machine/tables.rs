@@ -52,7 +52,11 @@ pub(crate) fn get_json<T: DeserializeOwned>(
 }
 
 /// Writes a JSON value at `key`.
-pub(crate) fn put_json<T: Serialize>(table: &mut Table<&'static [u8], &'static [u8]>, key: &[u8], value: &T) -> Result<(), SmError> {
+pub(crate) fn put_json<T: Serialize>(
+    table: &mut Table<&'static [u8], &'static [u8]>,
+    key: &[u8],
+    value: &T,
+) -> Result<(), SmError> {
     let bytes = serde_json::to_vec(value)?;
     table.insert(key, bytes.as_slice())?;
     Ok(())
@@ -79,7 +83,9 @@ impl<'txn> Tables<'txn> {
     /// Reads a u64 counter (0 when never set).
     pub(crate) fn counter(&self, name: &[u8]) -> Result<u64, SmError> {
         Ok(match self.counters.get(name)? {
-            Some(v) => u64::from_be_bytes(v.value().try_into().map_err(|_| SmError::Corrupt("counter is not 8 bytes"))?),
+            Some(v) => {
+                u64::from_be_bytes(v.value().try_into().map_err(|_| SmError::Corrupt("counter is not 8 bytes"))?)
+            }
             None => 0,
         })
     }

@@ -1,0 +1,210 @@
+//! Three real node processes on loopback: formation, one owner per username under concurrent
+//! claims through every node, leader crash and recovery, loss of quorum, snapshot catch-up,
+//! the cluster secret, join, and graceful shutdown.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use support::{Cluster, AVAIL, REGISTER, RESERVE};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_nodes_agree_survive_a_leader_crash_and_refuse_writes_without_quorum() {
+    let mut c = Cluster::start(3, &[]);
+
+    // Phase 1: started with the same --peers, the nodes form one cluster by themselves, and
+    // every node answers `cluster` with the same leader and members.
+    let leader = c.wait_ready(Duration::from_secs(30)).await;
+    let mut leaders = Vec::new();
+    for i in 0..3 {
+        let s = c.status(i).await.expect("status");
+        assert_eq!(s["members"].as_array().expect("members").len(), 3, "node {i}: {s}");
+        leaders.push(s["leaderId"].clone());
+    }
+    assert!(leaders.iter().all(|l| *l == leaders[0]), "all nodes follow one leader: {leaders:?}");
+    assert_eq!(leaders[0], c.nodes[leader].id);
+
+    // Phase 2: fifty concurrent registrations of one name, spread over the three nodes, give
+    // exactly one account; the 49 others fail with USERNAME_TAKEN. Apply decides, on the
+    // committed order, so it holds whichever node each request reached.
+    let mut tasks = Vec::new();
+    for k in 0..50 {
+        let c = c.client();
+        tasks.push(tokio::spawn(async move {
+            c.gql(k % 3, REGISTER, json!({"u": "alice", "p": format!("password-{k}")}), None).await
+        }));
+    }
+    let mut ok = 0;
+    let mut taken = 0;
+    for t in tasks {
+        match t.await.expect("task") {
+            (d, None) => {
+                assert_eq!(d["register"]["user"]["username"], "alice");
+                ok += 1;
+            }
+            (_, Some(code)) if code == "USERNAME_TAKEN" => taken += 1,
+            (_, Some(code)) => panic!("unexpected error code {code}"),
+        }
+    }
+    assert_eq!((ok, taken), (1, 49), "exactly one owner");
+    // ... and every node sees the name taken, in any case and as its Cyrillic look-alike.
+    for i in 0..3 {
+        for name in ["ALICE", "\u{0430}lice"] {
+            let (d, e) = c.gql(i, AVAIL, json!({"n": name}), None).await;
+            assert_eq!(e, None);
+            assert_eq!(d["usernameAvailability"]["status"], "TAKEN", "node {i}, {name}");
+        }
+    }
+
+    // Phase 3: kill -9 the leader. A write through either survivor succeeds within a few
+    // seconds (a new election plus forwarding), with no client-side knowledge of the leader.
+    let old_leader = c.wait_ready(Duration::from_secs(10)).await;
+    c.kill(old_leader);
+    let survivors: Vec<usize> = (0..3).filter(|i| *i != old_leader).collect();
+    for (n, &i) in survivors.iter().enumerate() {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let (d, e) = c.gql(i, RESERVE, json!({"n": format!("after_crash_{n}")}), None).await;
+            if e.is_none() {
+                assert!(d["reserveUsername"]["token"].is_string());
+                break;
+            }
+            assert_eq!(e.as_deref(), Some("UNAVAILABLE"), "only UNAVAILABLE while electing");
+            assert!(Instant::now() < deadline, "no write succeeded through node {i} after the leader died");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    // Phase 4: the killed node restarts with its data dir and catches up; it rejoins as a
+    // follower of the same cluster (it must not initialize a new one).
+    c.spawn(old_leader);
+    c.wait_ready(Duration::from_secs(30)).await;
+    let target = c.status(survivors[0]).await.expect("status")["lastApplied"].as_u64().expect("index");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let s = c.status(old_leader).await;
+        if let Some(s) = &s {
+            if s["lastApplied"].as_u64().unwrap_or(0) >= target {
+                assert_eq!(s["members"].as_array().expect("members").len(), 3);
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "restarted node did not catch up: {s:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (d, _) = c.gql(old_leader, AVAIL, json!({"n": "after_crash_1", "c": "LOCAL"}), None).await;
+    assert_eq!(d["usernameAvailability"]["status"], "RESERVED", "writes made while it was down are there");
+
+    // Phase 5: with two of three nodes down, a write fails fast with UNAVAILABLE and a retry
+    // hint, on the survivor whether it was leader or follower; it never hangs.
+    let keep = c.wait_ready(Duration::from_secs(10)).await;
+    for i in (0..3).filter(|i| *i != keep) {
+        c.kill(i);
+    }
+    for attempt in 0..3 {
+        let started = Instant::now();
+        let resp: serde_json::Value = c
+            .http
+            .post(c.url(keep))
+            .json(&json!({"query": RESERVE, "variables": {"n": format!("no_quorum_{attempt}")}}))
+            .send()
+            .await
+            .expect("the node answers")
+            .json()
+            .await
+            .expect("json");
+        let elapsed = started.elapsed();
+        let ext = &resp["errors"][0]["extensions"];
+        assert_eq!(ext["code"], "UNAVAILABLE", "attempt {attempt}: {resp}");
+        assert!(ext["retryAfterMs"].as_u64().is_some(), "a retry hint: {resp}");
+        assert!(elapsed < Duration::from_secs(2), "attempt {attempt} took {elapsed:?}; must fail within 2 s");
+    }
+    // Reads that need the leader's confirmation fail the same way; LOCAL reads still answer.
+    let (_, e) = c.gql(keep, AVAIL, json!({"n": "alice", "c": "LINEARIZABLE"}), None).await;
+    assert_eq!(e.as_deref(), Some("UNAVAILABLE"));
+    let (d, e) = c.gql(keep, AVAIL, json!({"n": "alice", "c": "LOCAL"}), None).await;
+    assert_eq!(e, None);
+    assert_eq!(d["usernameAvailability"]["status"], "TAKEN");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_behind_the_purge_point_catches_up_from_a_snapshot_and_peers_need_the_secret() {
+    // Small snapshot and log-retention settings so a short outage puts a node behind the purge
+    // point, where only a snapshot can bring it back.
+    let mut c = Cluster::start(3, &["--snapshot-logs", "20", "--logs-kept-after-snapshot", "5"]);
+    let leader = c.wait_ready(Duration::from_secs(30)).await;
+
+    // Phase 1: a peer without the cluster secret gets 401, and nothing changes.
+    let before = c.status(leader).await.expect("status");
+    let url = format!("http://{}/raft/append", c.nodes[leader].addr);
+    for secret in [None, Some("wrong-secret-wrong-secret")] {
+        let mut req = c.http.post(&url).body("{}");
+        if let Some(s) = secret {
+            req = req.header(raft::network::CLUSTER_SECRET_HEADER, s);
+        }
+        assert_eq!(req.send().await.expect("send").status(), 401);
+    }
+    let after = c.status(leader).await.expect("status");
+    assert_eq!(
+        (before["term"].clone(), before["lastApplied"].clone()),
+        (after["term"].clone(), after["lastApplied"].clone())
+    );
+
+    // Phase 2: one follower is down while 100 writes land, far past the purge point.
+    let down = (0..3).find(|i| *i != leader).expect("a follower");
+    c.kill(down);
+    for k in 0..100 {
+        let (_, e) = c.gql(leader, RESERVE, json!({"n": format!("snap{k}")}), None).await;
+        assert_eq!(e, None, "write {k}");
+    }
+    let s = c.status(leader).await.expect("status");
+    assert!(s["snapshotIndex"].as_u64().unwrap_or(0) > 20, "the leader built snapshots: {s}");
+
+    // Phase 3: restarted, it installs a snapshot and then follows the log: it sees every write.
+    c.spawn(down);
+    let target = c.status(leader).await.expect("status")["lastApplied"].as_u64().expect("index");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(s) = c.status(down).await {
+            if s["lastApplied"].as_u64().unwrap_or(0) >= target {
+                assert!(s["snapshotIndex"].as_u64().is_some(), "it caught up through a snapshot: {s}");
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "node behind the purge point did not catch up");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for k in [0, 57, 99] {
+        let (d, _) = c.gql(down, AVAIL, json!({"n": format!("snap{k}"), "c": "LOCAL"}), None).await;
+        assert_eq!(d["usernameAvailability"]["status"], "RESERVED", "snap{k} on the restarted node");
+    }
+
+    // Phase 4: a fourth node joins a running cluster with --join (learner, then voter).
+    let j = c.spawn_joiner(4, leader);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(s) = c.status(j).await {
+            let voters = s["members"].as_array().map(|m| m.iter().filter(|m| m["voter"] == true).count()).unwrap_or(0);
+            if voters == 4 && s["lastApplied"].as_u64().unwrap_or(0) >= target {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "joiner did not become a voter");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Phase 5: SIGTERM drains and exits 0; the others keep serving writes.
+    let victim = c.wait_ready(Duration::from_secs(10)).await;
+    assert_eq!(c.terminate(victim), Some(0), "graceful shutdown exits 0");
+    let other = (0..4).find(|i| *i != victim).expect("another node");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (_, e) = c.gql(other, RESERVE, json!({"n": "after_sigterm"}), None).await;
+        if e.is_none() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "cluster did not recover after a graceful leader exit: {e:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
