@@ -30,6 +30,12 @@ pub enum ErrorCode {
     UsernameInvalid,
     /// Credentials did not match.
     Unauthenticated,
+    /// Not enough stock left for the purchase.
+    SoldOut,
+    /// The sale is not open (not started yet, or ended).
+    SaleNotOpen,
+    /// The purchase would exceed the per-user limit.
+    LimitExceeded,
 }
 
 impl ErrorCode {
@@ -44,6 +50,9 @@ impl ErrorCode {
             ErrorCode::UsernameBlocked => "USERNAME_BLOCKED",
             ErrorCode::UsernameInvalid => "USERNAME_INVALID",
             ErrorCode::Unauthenticated => "UNAUTHENTICATED",
+            ErrorCode::SoldOut => "SOLD_OUT",
+            ErrorCode::SaleNotOpen => "SALE_NOT_OPEN",
+            ErrorCode::LimitExceeded => "LIMIT_EXCEEDED",
         }
     }
 }
@@ -147,6 +156,57 @@ pub enum Command {
         /// How long the released name stays blocked.
         cooldown_ms: i64,
     },
+    /// Add a product to the catalogue (admin).
+    CreateProduct {
+        /// Who asks; must be an admin.
+        actor: u64,
+        /// Name.
+        name: String,
+        /// Description.
+        description: String,
+        /// Price in cents.
+        price_cents: u64,
+    },
+    /// Put `stock` units of a product on sale (admin).
+    CreateSale {
+        /// Who asks; must be an admin.
+        actor: u64,
+        /// What is sold.
+        product_id: u64,
+        /// Units offered.
+        stock: u64,
+        /// Opens by itself at this time, judged by the stamped time of each purchase.
+        starts_at_ms: Option<i64>,
+        /// Ends by itself at this time.
+        ends_at_ms: Option<i64>,
+        /// Most units one buyer may hold.
+        per_user_limit: u64,
+    },
+    /// Open a sale now (admin).
+    StartSale {
+        /// Who asks; must be an admin.
+        actor: u64,
+        /// The sale.
+        sale_id: u64,
+    },
+    /// Close a sale now (admin).
+    EndSale {
+        /// Who asks; must be an admin.
+        actor: u64,
+        /// The sale.
+        sale_id: u64,
+    },
+    /// Buy `quantity` units; all or nothing.
+    Purchase {
+        /// The buyer.
+        user_id: u64,
+        /// The sale.
+        sale_id: u64,
+        /// Units.
+        quantity: u64,
+        /// The buyer's key: a repeat returns the first order instead of buying again.
+        idempotency_key: String,
+    },
 }
 
 impl Command {
@@ -157,6 +217,11 @@ impl Command {
             Command::Register { .. } => "register",
             Command::ChangeUsername { .. } => "change_username",
             Command::DeleteAccount { .. } => "delete_account",
+            Command::CreateProduct { .. } => "create_product",
+            Command::CreateSale { .. } => "create_sale",
+            Command::StartSale { .. } => "start_sale",
+            Command::EndSale { .. } => "end_sale",
+            Command::Purchase { .. } => "purchase",
         }
     }
 }
@@ -178,6 +243,12 @@ pub enum Response {
         /// Its id.
         user_id: u64,
     },
+    /// A product was created.
+    Product(crate::state_machine::sales::Product),
+    /// A sale was created or changed; this is its new state.
+    Sale(crate::state_machine::sales::Sale),
+    /// A purchase succeeded (or an earlier one with the same idempotency key is returned).
+    Order(crate::state_machine::sales::Order),
     /// The command broke a rule and changed nothing.
     Rejected(DomainError),
 }

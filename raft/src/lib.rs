@@ -7,6 +7,7 @@
 //! Layout:
 //! - `types`: the openraft type configuration; a log entry carries a batch of proposals.
 //! - `command`: commands, responses, stable error codes.
+//! - `events`: the event feed's types (numbered at apply, resumable on any node).
 //! - `names`: username canonical form (NFKC, case fold, TS #39 skeleton) and policy.
 //! - `log_store`: the Raft log in its own redb file (`RaftLogStorage`).
 //! - `state_machine`: apply, reads and snapshots over the state redb file (`RaftStateMachine`).
@@ -15,6 +16,7 @@
 //! - `store`: the narrow handle the schema uses: propose, read at a consistency, cluster status.
 
 pub mod command;
+pub mod events;
 mod log_store;
 pub mod names;
 pub mod network;

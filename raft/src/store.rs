@@ -284,6 +284,11 @@ impl Store {
         &self.inner.stats
     }
 
+    /// A watch of the newest event sequence number (subscribers wake on it, then read).
+    pub fn event_seq(&self) -> watch::Receiver<u64> {
+        self.inner.sm.event_seq()
+    }
+
     /// A watch of the applied log index.
     pub fn applied_index(&self) -> watch::Receiver<u64> {
         self.inner.sm.applied_index()

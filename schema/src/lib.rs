@@ -10,6 +10,7 @@
 //! - `usernames`: availability with suggestions, reservations.
 //! - `accounts`: register, login, viewer, users, renames, deletion.
 //! - `cluster`: the cluster's state and admin operations.
+//! - `sales`: products, flash sales, purchases, orders, leaderboard, `saleUpdates`.
 //! - `observe`: per-operation timings for metrics.
 
 pub mod accounts;
@@ -17,9 +18,10 @@ pub mod auth;
 pub mod cluster;
 pub mod error;
 pub mod observe;
+pub mod sales;
 pub mod usernames;
 
-use async_graphql::{EmptySubscription, Enum, MergedObject, Schema};
+use async_graphql::{Enum, MergedObject, MergedSubscription, Schema};
 use chrono::{DateTime, Utc};
 use raft::Store;
 use rand::RngCore;
@@ -83,14 +85,23 @@ pub enum Consistency {
 
 /// All queries.
 #[derive(MergedObject, Default)]
-pub struct Query(usernames::UsernameQuery, accounts::AccountQuery, cluster::ClusterQuery);
+pub struct Query(usernames::UsernameQuery, accounts::AccountQuery, cluster::ClusterQuery, sales::SaleQuery);
 
 /// All mutations.
 #[derive(MergedObject, Default)]
-pub struct Mutation(usernames::UsernameMutation, accounts::AccountMutation, cluster::ClusterMutation);
+pub struct Mutation(
+    usernames::UsernameMutation,
+    accounts::AccountMutation,
+    cluster::ClusterMutation,
+    sales::SaleMutation,
+);
+
+/// All subscriptions.
+#[derive(MergedSubscription, Default)]
+pub struct Subscription(sales::SaleSubscription);
 
 /// The schema type.
-pub type AppSchema = Schema<Query, Mutation, EmptySubscription>;
+pub type AppSchema = Schema<Query, Mutation, Subscription>;
 
 /// Builds the schema over `store`, signing tokens with `jwt_secret`.
 pub fn build(store: Store, jwt_secret: &[u8], config: SchemaConfig) -> Result<AppSchema, String> {
@@ -98,7 +109,7 @@ pub fn build(store: Store, jwt_secret: &[u8], config: SchemaConfig) -> Result<Ap
     let depth = config.query_depth_max;
     let complexity = config.query_complexity_max;
     let observer = config.observer.clone();
-    let mut builder = Schema::build(Query::default(), Mutation::default(), EmptySubscription)
+    let mut builder = Schema::build(Query::default(), Mutation::default(), Subscription::default())
         .data(ApiContext { store, auth, config })
         .limit_depth(depth)
         .limit_complexity(complexity)

@@ -6,6 +6,8 @@
 //! twice nor lost. Apply reads nothing but the entry and redb: no clock, no randomness, no network.
 
 pub mod accounts;
+mod feed;
+pub mod sales;
 mod snapshot;
 pub(crate) mod tables;
 
@@ -72,6 +74,8 @@ pub struct StateMachine {
     db: Arc<Database>,
     dir: PathBuf,
     applied: Arc<watch::Sender<u64>>,
+    /// The newest event sequence number, so subscribers wake when there is something to read.
+    events: Arc<watch::Sender<u64>>,
 }
 
 impl StateMachine {
@@ -83,15 +87,26 @@ impl StateMachine {
         Tables::open(&txn)?;
         txn.open_table(SM_META)?;
         txn.commit()?;
-        let sm = StateMachine { db: Arc::new(db), dir: dir.to_path_buf(), applied: Arc::new(watch::channel(0).0) };
+        let sm = StateMachine {
+            db: Arc::new(db),
+            dir: dir.to_path_buf(),
+            applied: Arc::new(watch::channel(0).0),
+            events: Arc::new(watch::channel(0).0),
+        };
         let (last, _) = sm.read_applied_state()?;
         sm.applied.send_replace(last.map_or(0, |l| l.index));
+        sm.events.send_replace(sm.read()?.event_window()?.1);
         Ok(sm)
     }
 
     /// A watch of the last applied log index, updated after each committed apply batch.
     pub fn applied_index(&self) -> watch::Receiver<u64> {
         self.applied.subscribe()
+    }
+
+    /// A watch of the newest event sequence number.
+    pub fn event_seq(&self) -> watch::Receiver<u64> {
+        self.events.subscribe()
     }
 
     /// A consistent read view of the applied state.
@@ -128,6 +143,7 @@ impl StateMachine {
         let txn = self.db.begin_write()?;
         let mut responses = Vec::with_capacity(entries.len());
         let mut membership = None;
+        let last_event;
         {
             let mut t = Tables::open(&txn)?;
             let mut clock = t.counter(tables::COUNTER_CLOCK)? as i64;
@@ -150,6 +166,7 @@ impl StateMachine {
                 }
             }
             t.set_counter(tables::COUNTER_CLOCK, clock.max(0) as u64)?;
+            last_event = feed::flush(&mut t)?;
         }
         {
             let mut meta = txn.open_table(SM_META)?;
@@ -159,6 +176,7 @@ impl StateMachine {
             }
         }
         txn.commit()?;
+        self.events.send_replace(last_event);
         self.applied.send_replace(last.index);
         Ok(responses)
     }
@@ -181,6 +199,22 @@ fn apply_command(t: &mut Tables, now: i64, command: Command) -> Result<Response,
             accounts::change_username(t, now, user_id, username, canonical, reservation_token, cooldown_ms)
         }
         Command::DeleteAccount { user_id, cooldown_ms } => accounts::delete_account(t, now, user_id, cooldown_ms),
+        Command::CreateProduct { actor, name, description, price_cents } => {
+            sales::create_product(t, now, actor, name, description, price_cents)
+        }
+        Command::CreateSale { actor, product_id, stock, starts_at_ms, ends_at_ms, per_user_limit } => {
+            sales::create_sale(
+                t,
+                now,
+                actor,
+                sales::NewSale { product_id, stock, starts_at_ms, ends_at_ms, per_user_limit },
+            )
+        }
+        Command::StartSale { actor, sale_id } => sales::set_sale_open(t, now, actor, sale_id, true),
+        Command::EndSale { actor, sale_id } => sales::set_sale_open(t, now, actor, sale_id, false),
+        Command::Purchase { user_id, sale_id, quantity, idempotency_key } => {
+            sales::purchase(t, now, user_id, sale_id, quantity, idempotency_key)
+        }
     }
 }
 

@@ -185,6 +185,7 @@ impl StateMachine {
         txn.commit()?;
         self.save_current(meta, &data)?;
         self.applied.send_replace(meta.last_log_id.map_or(0, |l| l.index));
+        self.events.send_replace(self.read()?.event_window()?.1);
         Ok(())
     }
 }

@@ -21,9 +21,46 @@ pub(crate) const NAMES: StateTable = TableDefinition::new("names");
 /// Replicated counters and the state machine clock, by name.
 pub(crate) const COUNTERS: StateTable = TableDefinition::new("counters");
 
+/// Products by id -> `Product`.
+pub(crate) const PRODUCTS: StateTable = TableDefinition::new("products");
+/// Sales by id -> `Sale` (with its live `sold` count).
+pub(crate) const SALES: StateTable = TableDefinition::new("sales");
+/// Orders by id -> `Order`.
+pub(crate) const ORDERS: StateTable = TableDefinition::new("orders");
+/// (sale id, order id) -> empty: a sale's orders in order, without a scan.
+pub(crate) const ORDERS_BY_SALE: StateTable = TableDefinition::new("orders_by_sale");
+/// (user id, order id) -> empty: a user's orders in order, without a scan.
+pub(crate) const ORDERS_BY_USER: StateTable = TableDefinition::new("orders_by_user");
+/// (sale id, user id) -> `BuyerTotal`: what a buyer holds of a sale, for the per-user limit.
+pub(crate) const SALE_BUYERS: StateTable = TableDefinition::new("sale_buyers");
+/// (sale id, u64::MAX - quantity, first purchase ms, user id) -> empty: the leaderboard, read
+/// in key order (most units first, then the earlier first purchase).
+pub(crate) const LEADERBOARD: StateTable = TableDefinition::new("leaderboard");
+/// (user id, idempotency key) -> order id: a repeated purchase returns the first order.
+pub(crate) const IDEMPOTENCY: StateTable = TableDefinition::new("idempotency");
+/// (topic, 0, seq) -> `Event`: the event feed, read by topic from a sequence number.
+pub(crate) const EVENTS: StateTable = TableDefinition::new("events");
+/// seq -> topic: the feed in global order, so pruning the oldest events needs no scan.
+pub(crate) const EVENT_LOG: StateTable = TableDefinition::new("event_log");
+
 /// Every table that is part of the replicated state, in snapshot order. A table missing here
 /// would silently diverge on a node that catches up from a snapshot.
-pub(crate) const STATE_TABLES: &[StateTable] = &[USERS, CREDENTIALS, NAMES, COUNTERS];
+pub(crate) const STATE_TABLES: &[StateTable] = &[
+    USERS,
+    CREDENTIALS,
+    NAMES,
+    COUNTERS,
+    PRODUCTS,
+    SALES,
+    ORDERS,
+    ORDERS_BY_SALE,
+    ORDERS_BY_USER,
+    SALE_BUYERS,
+    LEADERBOARD,
+    IDEMPOTENCY,
+    EVENTS,
+    EVENT_LOG,
+];
 
 /// Bookkeeping that is not state: the last applied log id and the membership. Written in the
 /// same transaction as the state it describes.
@@ -34,6 +71,10 @@ pub(crate) const META_MEMBERSHIP: &str = "membership";
 
 pub(crate) const COUNTER_CLOCK: &[u8] = b"clock_ms";
 pub(crate) const COUNTER_NEXT_USER_ID: &[u8] = b"next_user_id";
+pub(crate) const COUNTER_NEXT_PRODUCT_ID: &[u8] = b"next_product_id";
+pub(crate) const COUNTER_NEXT_SALE_ID: &[u8] = b"next_sale_id";
+pub(crate) const COUNTER_NEXT_ORDER_ID: &[u8] = b"next_order_id";
+pub(crate) const COUNTER_NEXT_EVENT_SEQ: &[u8] = b"next_event_seq";
 
 /// Encodes an id as a key that sorts numerically.
 pub(crate) fn id_key(id: u64) -> [u8; 8] {
@@ -62,12 +103,35 @@ pub(crate) fn put_json<T: Serialize>(
     Ok(())
 }
 
-/// The state tables opened once for a whole batch of entries.
+/// Concatenates key parts (ids big-endian, strings as bytes) into one key.
+pub(crate) fn key(parts: &[&[u8]]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(parts.iter().map(|p| p.len()).sum());
+    for p in parts {
+        k.extend_from_slice(p);
+    }
+    k
+}
+
+type BytesTable<'txn> = Table<'txn, &'static [u8], &'static [u8]>;
+
+/// The state tables opened once for a whole batch of entries, and the events the batch emits.
 pub(crate) struct Tables<'txn> {
-    pub users: Table<'txn, &'static [u8], &'static [u8]>,
-    pub credentials: Table<'txn, &'static [u8], &'static [u8]>,
-    pub names: Table<'txn, &'static [u8], &'static [u8]>,
-    pub counters: Table<'txn, &'static [u8], &'static [u8]>,
+    pub users: BytesTable<'txn>,
+    pub credentials: BytesTable<'txn>,
+    pub names: BytesTable<'txn>,
+    pub counters: BytesTable<'txn>,
+    pub products: BytesTable<'txn>,
+    pub sales: BytesTable<'txn>,
+    pub orders: BytesTable<'txn>,
+    pub orders_by_sale: BytesTable<'txn>,
+    pub orders_by_user: BytesTable<'txn>,
+    pub sale_buyers: BytesTable<'txn>,
+    pub leaderboard: BytesTable<'txn>,
+    pub idempotency: BytesTable<'txn>,
+    pub events: BytesTable<'txn>,
+    pub event_log: BytesTable<'txn>,
+    /// Events emitted by the commands applied so far in this batch, numbered at the end.
+    pub pending_events: Vec<(String, i64, crate::events::EventPayload)>,
 }
 
 impl<'txn> Tables<'txn> {
@@ -77,7 +141,30 @@ impl<'txn> Tables<'txn> {
             credentials: txn.open_table(CREDENTIALS)?,
             names: txn.open_table(NAMES)?,
             counters: txn.open_table(COUNTERS)?,
+            products: txn.open_table(PRODUCTS)?,
+            sales: txn.open_table(SALES)?,
+            orders: txn.open_table(ORDERS)?,
+            orders_by_sale: txn.open_table(ORDERS_BY_SALE)?,
+            orders_by_user: txn.open_table(ORDERS_BY_USER)?,
+            sale_buyers: txn.open_table(SALE_BUYERS)?,
+            leaderboard: txn.open_table(LEADERBOARD)?,
+            idempotency: txn.open_table(IDEMPOTENCY)?,
+            events: txn.open_table(EVENTS)?,
+            event_log: txn.open_table(EVENT_LOG)?,
+            pending_events: Vec::new(),
         })
+    }
+
+    /// Takes the next value of a u64 counter that starts at 1.
+    pub(crate) fn next_id(&mut self, name: &[u8]) -> Result<u64, SmError> {
+        let id = self.counter(name)?.max(1);
+        self.set_counter(name, id + 1)?;
+        Ok(id)
+    }
+
+    /// Emits an event on `topic`; it is numbered and stored when the batch ends.
+    pub(crate) fn emit(&mut self, topic: String, at_ms: i64, payload: crate::events::EventPayload) {
+        self.pending_events.push((topic, at_ms, payload));
     }
 
     /// Reads a u64 counter (0 when never set).

@@ -1,0 +1,63 @@
+//! The event feed's public types: what applying commands emits for subscribers.
+//!
+//! Events are numbered by a replicated sequence assigned at apply time, so every node gives an
+//! event the same number and a subscriber can resume on any node after the last number it saw.
+//! (One log entry carries a batch of commands and can emit many events; numbering by log index
+//! alone would give them one number and make "resume after N" ambiguous.)
+
+use serde::{Deserialize, Serialize};
+
+/// Events kept in the feed, across all topics. Older ones are pruned at apply time, identically
+/// on every node; a subscriber asking to resume before the window is told to re-read state.
+pub const EVENTS_RETAINED_MAX: u64 = 100_000;
+
+/// The status of a sale.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SaleStatus {
+    /// Not open yet (before `startsAt`, or waiting for `startSale`).
+    Scheduled,
+    /// Purchases are accepted.
+    Open,
+    /// Nothing left.
+    SoldOut,
+    /// Closed (after `endsAt`, or by `endSale`).
+    Ended,
+}
+
+/// What a sale looks like after a change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SaleUpdate {
+    /// The sale.
+    pub sale_id: u64,
+    /// Units left.
+    pub stock: u64,
+    /// Units sold.
+    pub sold: u64,
+    /// Status at the time of the change (state machine time).
+    pub status: SaleStatus,
+}
+
+/// What happened.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EventPayload {
+    /// A sale's stock or status changed.
+    Sale(SaleUpdate),
+}
+
+/// One event of the feed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// Position in the replicated event sequence (from 1), the same on every node.
+    pub seq: u64,
+    /// What it is about, e.g. `sale/7`.
+    pub topic: String,
+    /// State machine time of the command that emitted it.
+    pub at_ms: i64,
+    /// What happened.
+    pub payload: EventPayload,
+}
+
+/// The topic of a sale's events.
+pub fn sale_topic(sale_id: u64) -> String {
+    format!("sale/{sale_id}")
+}

@@ -1,0 +1,366 @@
+//! Flash sales: products, sales that open and close, purchases that never oversell, and the
+//! leaderboard, as apply functions over redb tables.
+//!
+//! A purchase is one command whose rules (is the sale open at the command's stamped time, is
+//! stock left, is the buyer within the limit, was this idempotency key used) are decided here on
+//! the committed order, so stock is exact on every node and survives any crash.
+
+use redb::ReadableTable;
+use serde::{Deserialize, Serialize};
+
+use super::tables::{self, get_json, id_key, key, put_json, Tables};
+use super::{ReadView, SmError};
+use crate::command::{DomainError, ErrorCode, Response, Role, User};
+use crate::events::{sale_topic, EventPayload, SaleStatus, SaleUpdate};
+
+/// Something on sale.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Product {
+    /// Id, from 1.
+    pub id: u64,
+    /// Name.
+    pub name: String,
+    /// Description.
+    pub description: String,
+    /// Price in cents.
+    pub price_cents: u64,
+    /// Creation time (state machine time).
+    pub created_at_ms: i64,
+}
+
+/// A sale of a product's limited stock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sale {
+    /// Id, from 1.
+    pub id: u64,
+    /// What is sold.
+    pub product_id: u64,
+    /// Units offered in all.
+    pub initial_stock: u64,
+    /// Units sold so far. `initial_stock - sold` are left; `sold <= initial_stock` always.
+    pub sold: u64,
+    /// Most units one buyer may hold, across all their orders.
+    pub per_user_limit: u64,
+    /// Opens by itself at this time, if set.
+    pub starts_at_ms: Option<i64>,
+    /// Ends by itself at this time, if set.
+    pub ends_at_ms: Option<i64>,
+    /// Opened by `startSale`.
+    pub started: bool,
+    /// Closed by `endSale`.
+    pub ended: bool,
+    /// Creation time.
+    pub created_at_ms: i64,
+}
+
+impl Sale {
+    /// Units left.
+    pub fn stock(&self) -> u64 {
+        self.initial_stock - self.sold
+    }
+
+    /// The status at time `now`: ended wins, then sold out, then open, else scheduled.
+    pub fn status_at(&self, now: i64) -> SaleStatus {
+        if self.ended || self.ends_at_ms.is_some_and(|e| now >= e) {
+            SaleStatus::Ended
+        } else if self.sold >= self.initial_stock {
+            SaleStatus::SoldOut
+        } else if self.started || self.starts_at_ms.is_some_and(|s| now >= s) {
+            SaleStatus::Open
+        } else {
+            SaleStatus::Scheduled
+        }
+    }
+
+    fn update(&self, now: i64) -> SaleUpdate {
+        SaleUpdate { sale_id: self.id, stock: self.stock(), sold: self.sold, status: self.status_at(now) }
+    }
+}
+
+/// One purchase.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Order {
+    /// Id, from 1.
+    pub id: u64,
+    /// The sale.
+    pub sale_id: u64,
+    /// The buyer.
+    pub user_id: u64,
+    /// Units bought.
+    pub quantity: u64,
+    /// The buyer's idempotency key.
+    pub idempotency_key: String,
+    /// When it was applied (state machine time).
+    pub created_at_ms: i64,
+}
+
+/// What one buyer holds of one sale.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuyerTotal {
+    /// The buyer.
+    pub user_id: u64,
+    /// Units across all their orders.
+    pub quantity: u64,
+    /// Time of their first order, the leaderboard's tie-break.
+    pub first_purchase_at_ms: i64,
+}
+
+fn reject(code: ErrorCode, message: impl Into<String>) -> Result<Response, SmError> {
+    Ok(Response::Rejected(DomainError::new(code, message)))
+}
+
+/// Admin commands check the actor's role again at apply: the schema's guard is a fast path.
+fn is_admin(t: &Tables, actor: u64) -> Result<bool, SmError> {
+    Ok(get_json::<User>(&t.users, &id_key(actor))?.is_some_and(|u| u.role == Role::Admin))
+}
+
+fn leaderboard_key(sale_id: u64, b: &BuyerTotal) -> Vec<u8> {
+    key(&[
+        &sale_id.to_be_bytes(),
+        &(u64::MAX - b.quantity).to_be_bytes(),
+        &b.first_purchase_at_ms.to_be_bytes(),
+        &b.user_id.to_be_bytes(),
+    ])
+}
+
+fn emit_sale(t: &mut Tables, now: i64, sale: &Sale) {
+    t.emit(sale_topic(sale.id), now, EventPayload::Sale(sale.update(now)));
+}
+
+pub(crate) fn create_product(
+    t: &mut Tables,
+    now: i64,
+    actor: u64,
+    name: String,
+    description: String,
+    price_cents: u64,
+) -> Result<Response, SmError> {
+    if !is_admin(t, actor)? {
+        return reject(ErrorCode::Forbidden, "creating products needs the ADMIN role");
+    }
+    let id = t.next_id(tables::COUNTER_NEXT_PRODUCT_ID)?;
+    let product = Product { id, name, description, price_cents, created_at_ms: now };
+    put_json(&mut t.products, &id_key(id), &product)?;
+    Ok(Response::Product(product))
+}
+
+/// The fields of `Command::CreateSale`.
+pub(crate) struct NewSale {
+    pub product_id: u64,
+    pub stock: u64,
+    pub starts_at_ms: Option<i64>,
+    pub ends_at_ms: Option<i64>,
+    pub per_user_limit: u64,
+}
+
+pub(crate) fn create_sale(t: &mut Tables, now: i64, actor: u64, s: NewSale) -> Result<Response, SmError> {
+    if !is_admin(t, actor)? {
+        return reject(ErrorCode::Forbidden, "creating sales needs the ADMIN role");
+    }
+    if get_json::<Product>(&t.products, &id_key(s.product_id))?.is_none() {
+        return reject(ErrorCode::NotFound, format!("no product with id {}", s.product_id));
+    }
+    if s.stock == 0 || s.per_user_limit == 0 {
+        return reject(ErrorCode::InvalidInput, "stock and perUserLimit must be at least 1");
+    }
+    if let (Some(a), Some(b)) = (s.starts_at_ms, s.ends_at_ms) {
+        if b <= a {
+            return reject(ErrorCode::InvalidInput, "endsAt must be after startsAt");
+        }
+    }
+    let id = t.next_id(tables::COUNTER_NEXT_SALE_ID)?;
+    let sale = Sale {
+        id,
+        product_id: s.product_id,
+        initial_stock: s.stock,
+        sold: 0,
+        per_user_limit: s.per_user_limit,
+        starts_at_ms: s.starts_at_ms,
+        ends_at_ms: s.ends_at_ms,
+        started: false,
+        ended: false,
+        created_at_ms: now,
+    };
+    put_json(&mut t.sales, &id_key(id), &sale)?;
+    emit_sale(t, now, &sale);
+    Ok(Response::Sale(sale))
+}
+
+pub(crate) fn set_sale_open(
+    t: &mut Tables,
+    now: i64,
+    actor: u64,
+    sale_id: u64,
+    open: bool,
+) -> Result<Response, SmError> {
+    if !is_admin(t, actor)? {
+        return reject(ErrorCode::Forbidden, "starting and ending sales needs the ADMIN role");
+    }
+    let Some(mut sale) = get_json::<Sale>(&t.sales, &id_key(sale_id))? else {
+        return reject(ErrorCode::NotFound, format!("no sale with id {sale_id}"));
+    };
+    if open {
+        if sale.status_at(now) == SaleStatus::Ended {
+            return reject(ErrorCode::SaleNotOpen, format!("sale {sale_id} has ended and cannot be started again"));
+        }
+        sale.started = true;
+    } else {
+        sale.ended = true;
+    }
+    put_json(&mut t.sales, &id_key(sale_id), &sale)?;
+    emit_sale(t, now, &sale);
+    Ok(Response::Sale(sale))
+}
+
+pub(crate) fn purchase(
+    t: &mut Tables,
+    now: i64,
+    user_id: u64,
+    sale_id: u64,
+    quantity: u64,
+    idempotency_key: String,
+) -> Result<Response, SmError> {
+    // A repeated key returns the first order, whatever happened since (even sold out).
+    let idem_key = key(&[&user_id.to_be_bytes(), idempotency_key.as_bytes()]);
+    let first = t.idempotency.get(idem_key.as_slice())?.map(|v| v.value().to_vec());
+    if let Some(order_id) = first {
+        let order_id = u64::from_be_bytes(order_id.try_into().map_err(|_| SmError::Corrupt("idempotency value"))?);
+        return match get_json::<Order>(&t.orders, &id_key(order_id))? {
+            Some(order) => Ok(Response::Order(order)),
+            None => Err(SmError::Corrupt("idempotency key names a missing order")),
+        };
+    }
+    if quantity == 0 {
+        return reject(ErrorCode::InvalidInput, "quantity must be at least 1");
+    }
+    if get_json::<User>(&t.users, &id_key(user_id))?.is_none() {
+        return reject(ErrorCode::NotFound, format!("no user with id {user_id}"));
+    }
+    let Some(mut sale) = get_json::<Sale>(&t.sales, &id_key(sale_id))? else {
+        return reject(ErrorCode::NotFound, format!("no sale with id {sale_id}"));
+    };
+    match sale.status_at(now) {
+        SaleStatus::Open => {}
+        SaleStatus::SoldOut => return reject(ErrorCode::SoldOut, format!("sale {sale_id} is sold out")),
+        SaleStatus::Scheduled => return reject(ErrorCode::SaleNotOpen, format!("sale {sale_id} has not opened yet")),
+        SaleStatus::Ended => return reject(ErrorCode::SaleNotOpen, format!("sale {sale_id} has ended")),
+    }
+    if quantity > sale.stock() {
+        // Nothing is sold partially.
+        return reject(
+            ErrorCode::SoldOut,
+            format!("only {} left of sale {sale_id}, asked for {quantity}", sale.stock()),
+        );
+    }
+    let buyer_key = key(&[&sale_id.to_be_bytes(), &user_id.to_be_bytes()]);
+    let previous: Option<BuyerTotal> = get_json(&t.sale_buyers, &buyer_key)?;
+    let held = previous.as_ref().map_or(0, |b| b.quantity);
+    if held + quantity > sale.per_user_limit {
+        return reject(
+            ErrorCode::LimitExceeded,
+            format!("limit is {} per buyer; you hold {held} and asked for {quantity}", sale.per_user_limit),
+        );
+    }
+    let order_id = t.next_id(tables::COUNTER_NEXT_ORDER_ID)?;
+    let order = Order { id: order_id, sale_id, user_id, quantity, idempotency_key, created_at_ms: now };
+    put_json(&mut t.orders, &id_key(order_id), &order)?;
+    t.orders_by_sale.insert(key(&[&sale_id.to_be_bytes(), &order_id.to_be_bytes()]).as_slice(), [].as_slice())?;
+    t.orders_by_user.insert(key(&[&user_id.to_be_bytes(), &order_id.to_be_bytes()]).as_slice(), [].as_slice())?;
+    t.idempotency.insert(idem_key.as_slice(), order_id.to_be_bytes().as_slice())?;
+    let total = BuyerTotal {
+        user_id,
+        quantity: held + quantity,
+        first_purchase_at_ms: previous.as_ref().map_or(now, |b| b.first_purchase_at_ms),
+    };
+    if let Some(prev) = &previous {
+        t.leaderboard.remove(leaderboard_key(sale_id, prev).as_slice())?;
+    }
+    t.leaderboard.insert(leaderboard_key(sale_id, &total).as_slice(), [].as_slice())?;
+    put_json(&mut t.sale_buyers, &buyer_key, &total)?;
+    sale.sold += quantity;
+    // Checked on both sides of the write: an oversell must be impossible, not merely unlikely.
+    assert!(sale.sold <= sale.initial_stock, "oversold sale {sale_id}: {} > {}", sale.sold, sale.initial_stock);
+    put_json(&mut t.sales, &id_key(sale_id), &sale)?;
+    emit_sale(t, now, &sale);
+    Ok(Response::Order(order))
+}
+
+fn id_from(k: &[u8], at: usize) -> Result<u64, SmError> {
+    k.get(at..at + 8).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes).ok_or(SmError::Corrupt("short index key"))
+}
+
+impl ReadView {
+    /// A product.
+    pub fn product(&self, id: u64) -> Result<Option<Product>, SmError> {
+        get_json(&self.txn.open_table(tables::PRODUCTS)?, &id_key(id))
+    }
+
+    /// A sale.
+    pub fn sale(&self, id: u64) -> Result<Option<Sale>, SmError> {
+        get_json(&self.txn.open_table(tables::SALES)?, &id_key(id))
+    }
+
+    /// Sales with id above `after`, in id order, that `keep` accepts, up to `limit`.
+    pub fn sales(&self, after: u64, limit: usize, keep: impl Fn(&Sale) -> bool) -> Result<Vec<Sale>, SmError> {
+        let table = self.txn.open_table(tables::SALES)?;
+        let mut out = Vec::new();
+        for item in table.range::<&[u8]>(id_key(after.saturating_add(1)).as_slice()..)? {
+            let (_, v) = item?;
+            let sale: Sale = serde_json::from_slice(v.value())?;
+            if keep(&sale) {
+                out.push(sale);
+                if out.len() == limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// An order.
+    pub fn order(&self, id: u64) -> Result<Option<Order>, SmError> {
+        get_json(&self.txn.open_table(tables::ORDERS)?, &id_key(id))
+    }
+
+    /// Orders of a sale (`by_user: false`) or of a user (`true`), with order id above `after`,
+    /// oldest first, read from the secondary index.
+    pub fn orders_of(&self, owner: u64, by_user: bool, after: u64, limit: usize) -> Result<Vec<Order>, SmError> {
+        let index = self.txn.open_table(if by_user { tables::ORDERS_BY_USER } else { tables::ORDERS_BY_SALE })?;
+        let orders = self.txn.open_table(tables::ORDERS)?;
+        let from = key(&[&owner.to_be_bytes(), &after.saturating_add(1).to_be_bytes()]);
+        let to = key(&[&owner.to_be_bytes(), &u64::MAX.to_be_bytes()]);
+        let mut out = Vec::new();
+        for item in index.range::<&[u8]>(from.as_slice()..=to.as_slice())?.take(limit) {
+            let (k, _) = item?;
+            let id = id_from(k.value(), 8)?;
+            if let Some(o) = get_json(&orders, &id_key(id))? {
+                out.push(o);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The top `limit` buyers of a sale: most units first, ties to the earlier first purchase.
+    pub fn leaderboard(&self, sale_id: u64, limit: usize) -> Result<Vec<BuyerTotal>, SmError> {
+        let index = self.txn.open_table(tables::LEADERBOARD)?;
+        let buyers = self.txn.open_table(tables::SALE_BUYERS)?;
+        let from = key(&[&sale_id.to_be_bytes()]);
+        let to = key(&[&sale_id.to_be_bytes(), &[0xff; 24]]);
+        let mut out = Vec::new();
+        for item in index.range::<&[u8]>(from.as_slice()..=to.as_slice())?.take(limit) {
+            let (k, _) = item?;
+            let user_id = id_from(k.value(), 24)?;
+            let bk = key(&[&sale_id.to_be_bytes(), &user_id.to_be_bytes()]);
+            if let Some(b) = get_json(&buyers, &bk)? {
+                out.push(b);
+            }
+        }
+        Ok(out)
+    }
+
+    /// What one buyer holds of a sale.
+    pub fn buyer_total(&self, sale_id: u64, user_id: u64) -> Result<Option<BuyerTotal>, SmError> {
+        let table = self.txn.open_table(tables::SALE_BUYERS)?;
+        get_json(&table, &key(&[&sale_id.to_be_bytes(), &user_id.to_be_bytes()]))
+    }
+}
