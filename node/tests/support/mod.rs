@@ -254,3 +254,63 @@ pub const REGISTER: &str =
     "mutation($u:String!,$p:String!){ register(input:{username:$u,password:$p}){ token user{ id username } } }";
 pub const AVAIL: &str =
     "query($n:String!,$c:Consistency){ usernameAvailability(name:$n, consistency:$c){ status appliedIndex } }";
+
+/// A graphql-transport-ws subscription: connection_init (with the bearer token in the payload,
+/// as the contract says), subscribe, then `next` payloads one by one.
+pub struct Subscription {
+    ws: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+}
+
+impl Subscription {
+    pub async fn open(addr: &str, query: &str, vars: Value, token: Option<&str>) -> Subscription {
+        use futures::{SinkExt, StreamExt};
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        use tokio_tungstenite::tungstenite::Message;
+        let mut req = format!("ws://{addr}/graphql").into_client_request().expect("request");
+        req.headers_mut().insert("Sec-WebSocket-Protocol", "graphql-transport-ws".parse().expect("header"));
+        let (mut ws, _) = tokio_tungstenite::connect_async(req).await.expect("websocket connects");
+        let payload = match token {
+            Some(t) => json!({"Authorization": format!("Bearer {t}")}),
+            None => json!({}),
+        };
+        ws.send(Message::text(json!({"type": "connection_init", "payload": payload}).to_string())).await.expect("init");
+        loop {
+            let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
+                .await
+                .expect("ack in time")
+                .expect("open")
+                .expect("frame");
+            if let Message::Text(t) = msg {
+                let v: Value = serde_json::from_str(&t).expect("json");
+                if v["type"] == "connection_ack" {
+                    break;
+                }
+            }
+        }
+        let sub = json!({"id": "1", "type": "subscribe", "payload": {"query": query, "variables": vars}});
+        ws.send(Message::text(sub.to_string())).await.expect("subscribe");
+        Subscription { ws }
+    }
+
+    /// The next `data` payload (or the error payload), within `timeout`.
+    pub async fn next(&mut self, timeout: Duration) -> Option<Value> {
+        use futures::{SinkExt, StreamExt};
+        use tokio_tungstenite::tungstenite::Message;
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let msg = tokio::time::timeout(left, self.ws.next()).await.ok()??.ok()?;
+            let Message::Text(t) = msg else { continue };
+            let v: Value = serde_json::from_str(&t).ok()?;
+            match v["type"].as_str() {
+                Some("next") => return Some(v["payload"].clone()),
+                Some("error") => return Some(json!({"errors": v["payload"]})),
+                Some("ping") => {
+                    let _ = self.ws.send(Message::text(json!({"type": "pong"}).to_string())).await;
+                }
+                Some("complete") => return None,
+                _ => {}
+            }
+        }
+    }
+}
