@@ -16,6 +16,7 @@ pub struct Metrics {
     rate_limited: IntCounter,
     term: IntGauge,
     last_log_index: IntGauge,
+    committed_index: IntGauge,
     applied_index: IntGauge,
     is_leader: IntGauge,
     batches: IntGauge,
@@ -40,6 +41,7 @@ impl Metrics {
         let term = IntGauge::new("raft_term", "Current Raft term")?;
         let last_log_index = IntGauge::new("raft_last_log_index", "Last index in this node's log")?;
         let applied_index = IntGauge::new("raft_applied_index", "Last index applied to this node's state")?;
+        let committed_index = IntGauge::new("raft_committed_index", "Last index this node knows is committed")?;
         let is_leader = IntGauge::new("raft_is_leader", "1 when this node leads")?;
         let batches = IntGauge::new("raft_proposal_batches_total", "Log entries proposed by this node's batcher")?;
         let commands = IntGauge::new("raft_proposed_commands_total", "Commands inside those entries")?;
@@ -52,6 +54,7 @@ impl Metrics {
             Box::new(term.clone()),
             Box::new(last_log_index.clone()),
             Box::new(applied_index.clone()),
+            Box::new(committed_index.clone()),
             Box::new(is_leader.clone()),
             Box::new(batches.clone()),
             Box::new(commands.clone()),
@@ -66,6 +69,7 @@ impl Metrics {
             rate_limited,
             term,
             last_log_index,
+            committed_index,
             applied_index,
             is_leader,
             batches,
@@ -87,7 +91,8 @@ impl Metrics {
     }
 
     /// The text exposition, with Raft gauges read fresh from the store.
-    pub fn render(&self, store: &Store) -> String {
+    pub async fn render(&self, store: &Store) -> String {
+        self.committed_index.set(store.committed_index().await as i64);
         let s = store.cluster_status();
         self.term.set(s.term as i64);
         self.last_log_index.set(s.last_log_index as i64);

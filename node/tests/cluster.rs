@@ -24,6 +24,19 @@ async fn three_nodes_agree_survive_a_leader_crash_and_refuse_writes_without_quor
     }
     assert!(leaders.iter().all(|l| *l == leaders[0]), "all nodes follow one leader: {leaders:?}");
     assert_eq!(leaders[0], c.nodes[leader].id);
+    // /metrics speaks Prometheus text: requests by operation, and the node's Raft position.
+    let text = c.http.get(format!("http://{}/metrics", c.nodes[leader].addr)).send().await.expect("metrics");
+    let text = text.text().await.expect("body");
+    for needle in [
+        "graphql_requests_total{operation=\"cluster\",outcome=\"ok\"}",
+        "graphql_request_duration_seconds_bucket{operation=\"cluster\"",
+        "raft_term ",
+        "raft_committed_index ",
+        "raft_applied_index ",
+        "raft_is_leader 1",
+    ] {
+        assert!(text.contains(needle), "metrics lack {needle}:\n{text}");
+    }
 
     // Phase 2: fifty concurrent registrations of one name, spread over the three nodes, give
     // exactly one account; the 49 others fail with USERNAME_TAKEN. Apply decides, on the

@@ -372,6 +372,11 @@ impl Store {
         }
     }
 
+    /// The index this node knows to be committed (0 when unknown or Raft has stopped).
+    pub async fn committed_index(&self) -> u64 {
+        self.inner.raft.with_raft_state(|st| st.committed.map_or(0, |l| l.index)).await.unwrap_or(0)
+    }
+
     /// True once this node knows a leader and has applied the log up to the leader's commit
     /// point as far as it knows (its own log's end).
     pub fn is_ready(&self) -> bool {
