@@ -16,5 +16,8 @@ pub mod ops;
 pub mod transport;
 
 pub use error::ClientError;
-pub use ops::{AuthPayload, Availability, ClusterInfo, Consistency, Member, RegisterInput, Reservation, User};
+pub use ops::{
+    AuthPayload, Availability, ClusterInfo, Consistency, CreateProductInput, CreateSaleInput, Member, Order, Product,
+    RegisterInput, Reservation, Sale, SaleStatus, User,
+};
 pub use transport::Client;

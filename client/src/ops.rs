@@ -17,11 +17,31 @@ pub const RESERVE_MUTATION: &str =
 
 /// Mutation creating an account.
 pub const REGISTER_MUTATION: &str =
-    "mutation($input:RegisterInput!){ register(input:$input){ token user{ id username } } }";
+    "mutation($input:RegisterInput!){ register(input:$input){ token user{ id username role } } }";
 
 /// Mutation exchanging credentials for a token.
 pub const LOGIN_MUTATION: &str =
-    "mutation($u:String!,$p:String!){ login(username:$u,password:$p){ token user{ id username } } }";
+    "mutation($u:String!,$p:String!){ login(username:$u,password:$p){ token user{ id username role } } }";
+
+/// Mutation adding a product to the catalogue (ADMIN only).
+pub const CREATE_PRODUCT_MUTATION: &str = "mutation($i:CreateProductInput!){ createProduct(input:$i){ id } }";
+
+/// Mutation putting stock of a product on sale (ADMIN only).
+pub const CREATE_SALE_MUTATION: &str = "mutation($i:CreateSaleInput!){ createSale(input:$i){ id status stock sold } }";
+
+/// Mutation opening a sale now (ADMIN only).
+pub const START_SALE_MUTATION: &str = "mutation($id:ID!){ startSale(saleId:$id){ id status } }";
+
+/// Mutation buying units of a sale as the signed-in user; a repeated idempotency key returns the
+/// first order instead of buying again.
+pub const PURCHASE_MUTATION: &str =
+    "mutation($s:ID!,$q:Int!,$k:String!){ purchase(saleId:$s, quantity:$q, idempotencyKey:$k){ id quantity } }";
+
+/// Query reading a sale confirmed with the leader. The consistency is written into the query
+/// rather than passed as a variable so that it is valid whether or not the server declares the
+/// argument nullable.
+pub const SALE_LINEARIZABLE_QUERY: &str =
+    "query($id:ID!){ sale(id:$id, consistency: LINEARIZABLE){ id status stock sold } }";
 
 /// Query describing the Raft cluster as the answering node sees it.
 pub const CLUSTER_QUERY: &str = "query{ cluster{ nodeId leaderId term lastApplied members{ id addr } } }";
@@ -102,6 +122,9 @@ pub struct User {
     pub id: String,
     /// The user's username.
     pub username: String,
+    /// The user's role, e.g. `ADMIN` or `USER`; `None` when the server did not send it.
+    #[serde(default)]
+    pub role: Option<String>,
 }
 
 /// Result of `register` and `login`.
@@ -111,6 +134,81 @@ pub struct AuthPayload {
     pub token: String,
     /// The authenticated user.
     pub user: User,
+}
+
+/// Input of [`Client::create_product`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateProductInput {
+    /// Product name.
+    pub name: String,
+    /// Product description.
+    pub description: String,
+    /// Price in cents.
+    pub price_cents: u32,
+}
+
+/// A product as [`Client::create_product`] returns it.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct Product {
+    /// The product's id.
+    #[serde(deserialize_with = "string_or_number")]
+    pub id: String,
+}
+
+/// Input of [`Client::create_sale`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateSaleInput {
+    /// Id of the product on sale.
+    pub product_id: String,
+    /// Units offered.
+    pub stock: u32,
+    /// When the sale opens by itself, RFC 3339; omitted when `None`, and then the sale waits
+    /// for [`Client::start_sale`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub starts_at: Option<String>,
+    /// When the sale ends by itself, RFC 3339; omitted when `None`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ends_at: Option<String>,
+    /// Most units one buyer may buy.
+    pub per_user_limit: u32,
+}
+
+/// A sale's state.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct Sale {
+    /// The sale's id.
+    #[serde(deserialize_with = "string_or_number")]
+    pub id: String,
+    /// The status, e.g. `SCHEDULED`, `OPEN` or `SOLD_OUT`; kept as a string so that a status
+    /// added on the server does not break decoding here.
+    pub status: String,
+    /// Units left. Signed so that a server bug selling more than it had still decodes and can be
+    /// reported.
+    pub stock: i64,
+    /// Units sold.
+    pub sold: i64,
+}
+
+/// The part of a sale [`Client::start_sale`] returns.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct SaleStatus {
+    /// The sale's id.
+    #[serde(deserialize_with = "string_or_number")]
+    pub id: String,
+    /// The status after the change.
+    pub status: String,
+}
+
+/// An order as `purchase` returns it.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct Order {
+    /// The order's id.
+    #[serde(deserialize_with = "string_or_number")]
+    pub id: String,
+    /// Units bought.
+    pub quantity: u64,
 }
 
 /// One member of the Raft cluster.
@@ -182,6 +280,43 @@ impl Client {
         field(data, "login")
     }
 
+    /// Adds a product to the catalogue; needs an ADMIN bearer token.
+    pub async fn create_product(&self, node: usize, input: &CreateProductInput) -> Result<Product, ClientError> {
+        let data = self.run(node, CREATE_PRODUCT_MUTATION, json!({ "i": input })).await?;
+        field(data, "createProduct")
+    }
+
+    /// Puts stock of a product on sale; needs an ADMIN bearer token.
+    pub async fn create_sale(&self, node: usize, input: &CreateSaleInput) -> Result<Sale, ClientError> {
+        let data = self.run(node, CREATE_SALE_MUTATION, json!({ "i": input })).await?;
+        field(data, "createSale")
+    }
+
+    /// Opens a sale now; needs an ADMIN bearer token.
+    pub async fn start_sale(&self, node: usize, sale_id: &str) -> Result<SaleStatus, ClientError> {
+        let data = self.run(node, START_SALE_MUTATION, json!({ "id": sale_id })).await?;
+        field(data, "startSale")
+    }
+
+    /// Buys `quantity` units of a sale as the bearer token's user. Reusing `idempotency_key`
+    /// returns the first order made with it instead of buying again.
+    pub async fn purchase(
+        &self,
+        node: usize,
+        sale_id: &str,
+        quantity: u32,
+        idempotency_key: &str,
+    ) -> Result<Order, ClientError> {
+        let data = self.run(node, PURCHASE_MUTATION, purchase_variables(sale_id, quantity, idempotency_key)).await?;
+        field(data, "purchase")
+    }
+
+    /// Reads a sale confirmed with the leader; `None` when there is no such sale.
+    pub async fn sale_linearizable(&self, node: usize, sale_id: &str) -> Result<Option<Sale>, ClientError> {
+        let data = self.run(node, SALE_LINEARIZABLE_QUERY, json!({ "id": sale_id })).await?;
+        field(data, "sale")
+    }
+
     /// Describes the cluster as node `node` sees it.
     pub async fn cluster(&self, node: usize) -> Result<ClusterInfo, ClientError> {
         let data = self.run(node, CLUSTER_QUERY, json!({})).await?;
@@ -189,8 +324,15 @@ impl Client {
     }
 }
 
-/// Takes the top-level field `name` out of `data` and decodes it.
-fn field<T: DeserializeOwned>(mut data: Value, name: &str) -> Result<T, ClientError> {
+/// The variables of [`PURCHASE_MUTATION`], for callers that send it through
+/// [`Client::execute`] themselves.
+pub fn purchase_variables(sale_id: &str, quantity: u32, idempotency_key: &str) -> Value {
+    json!({ "s": sale_id, "q": quantity, "k": idempotency_key })
+}
+
+/// Takes the top-level field `name` out of `data` and decodes it; public so that callers of
+/// [`Client::execute`] decode answers the same way the typed helpers do.
+pub fn field<T: DeserializeOwned>(mut data: Value, name: &str) -> Result<T, ClientError> {
     let value = data
         .get_mut(name)
         .map(Value::take)
@@ -270,6 +412,36 @@ mod tests {
     fn missing_field_is_decode_error() {
         let got = field::<Reservation>(json!({"other": {}}), "reserveUsername");
         assert!(matches!(got, Err(ClientError::Decode(_))));
+    }
+
+    #[test]
+    fn sale_input_is_camel_case_and_omits_unset_times() {
+        let input = CreateSaleInput {
+            product_id: "7".into(),
+            stock: 10,
+            starts_at: Some("2030-01-01T00:00:00.000Z".into()),
+            per_user_limit: 2,
+            ..Default::default()
+        };
+        assert_eq!(
+            serde_json::to_value(&input).unwrap(),
+            json!({"productId": "7", "stock": 10, "startsAt": "2030-01-01T00:00:00.000Z", "perUserLimit": 2})
+        );
+    }
+
+    #[test]
+    fn orders_sales_and_roles_decode() {
+        let order: Order = field(json!({"purchase": {"id": 12, "quantity": 3}}), "purchase").unwrap();
+        assert_eq!(order, Order { id: "12".into(), quantity: 3 });
+        let sale: Option<Sale> =
+            field(json!({"sale": {"id": "4", "status": "OPEN", "stock": 9, "sold": 1}}), "sale").unwrap();
+        assert_eq!(sale.map(|s| (s.stock, s.sold)), Some((9, 1)));
+        let missing: Option<Sale> = field(json!({"sale": null}), "sale").unwrap();
+        assert_eq!(missing, None);
+        let auth: AuthPayload =
+            field(json!({"login": {"token": "t", "user": {"id": "1", "username": "a", "role": "ADMIN"}}}), "login")
+                .unwrap();
+        assert_eq!(auth.user.role.as_deref(), Some("ADMIN"));
     }
 
     #[test]

@@ -3,25 +3,33 @@
 //! N workers each send a request, await the answer and send the next, spread round-robin over
 //! the given nodes, for a warmup period (not measured) and then a measured period. Latencies go
 //! into per-worker HDR histograms merged at the end; errors are counted by their GraphQL
-//! `extensions.code` rather than ending the run. The process exits with status 1 only when no
-//! measured request succeeded.
+//! `extensions.code` rather than ending the run. The process exits with status 1 when no
+//! measured request succeeded, or when `purchase-burst` finds the sale's counts disagreeing with
+//! the purchases acknowledged to the buyers.
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use client::{ops, transport, Client, Consistency};
+use client::{ops, transport, Client, ClientError, Consistency};
 use futures::stream::{self, StreamExt};
 use hdrhistogram::Histogram;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 use serde_json::{json, Value};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
+
+// The binary's crate root is this file, so its modules would be looked up beside it in
+// `src/bin/`, where Cargo would take them for binaries of their own; they live under
+// `src/bin/loadgen/` instead.
+#[path = "loadgen/purchase.rs"]
+mod purchase;
 
 /// How often the progress line is printed.
 const PROGRESS_INTERVAL_MS: u64 = 1_000;
@@ -36,7 +44,8 @@ const LATENCY_SIGNIFICANT_DIGITS: u8 = 3;
 /// Default measured duration of a run.
 const DURATION_DEFAULT_SECS: u64 = 10;
 
-/// Default warmup before measuring, which lets connection pools and server caches fill.
+/// Default warmup before measuring, which lets connection pools and server caches fill. The
+/// `purchase-burst` scenario has none: its warmup is the wait for the sale to open.
 const WARMUP_DEFAULT_SECS: u64 = 1;
 
 /// Default number of closed-loop workers.
@@ -100,6 +109,23 @@ enum ScenarioCommand {
         #[arg(long, default_value_t = 0)]
         pool: usize,
     },
+    /// A flash sale: one buyer per worker buys (`purchase`) from the moment the sale opens until
+    /// it is sold out, then the sale's counts are checked against the acknowledged purchases.
+    PurchaseBurst {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        burst: purchase::BurstArgs,
+    },
+}
+
+impl ScenarioCommand {
+    /// The flags every scenario takes.
+    fn common(&self) -> &Common {
+        match self {
+            Self::Claims { common, .. } | Self::Checks { common, .. } | Self::PurchaseBurst { common, .. } => common,
+        }
+    }
 }
 
 /// Flags every scenario takes.
@@ -118,9 +144,10 @@ struct Common {
     /// Stop after this many measured requests, even if the duration has not elapsed.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     requests: Option<u64>,
-    /// Warmup in seconds before measuring; its requests are sent but not counted.
-    #[arg(long, default_value_t = WARMUP_DEFAULT_SECS)]
-    warmup: u64,
+    /// Warmup in seconds before measuring (default 1); its requests are sent but not counted.
+    /// Not taken by purchase-burst, which measures from the sale's opening.
+    #[arg(long)]
+    warmup: Option<u64>,
     /// Per-request timeout in milliseconds.
     #[arg(long, default_value_t = transport::REQUEST_TIMEOUT_MS)]
     timeout_ms: u64,
@@ -133,6 +160,13 @@ struct Common {
     /// Lowercase letters that make this run's names unique; random by default.
     #[arg(long, value_parser = parse_run_id)]
     run_id: Option<String>,
+}
+
+impl Common {
+    /// The warmup asked for, or the default.
+    fn warmup_secs(&self) -> u64 {
+        self.warmup.unwrap_or(WARMUP_DEFAULT_SECS)
+    }
 }
 
 /// The `--consistency` values.
@@ -187,14 +221,42 @@ struct Request {
 
 /// A workload: decides what worker `w` sends as its `n`th request.
 ///
-/// Adding a scenario (purchases, subscriptions) means adding a variant here, an arm in each
-/// method, and a subcommand in [`ScenarioCommand`] whose setup (such as registering users and
-/// keeping their tokens in the variant) runs in [`build_scenario`] before the clock starts.
+/// Adding a scenario (subscriptions, say) means adding a variant here, an arm in each method,
+/// and a subcommand in [`ScenarioCommand`] whose setup (such as registering users and keeping
+/// their tokens in the variant) runs in [`build_scenario`] before the clock starts.
 enum Scenario {
     /// Reserve a never-used name per request.
     Claims { run_id: String, ttl_secs: u32 },
     /// Check names drawn uniformly from `names`, the first `reserved` of which were reserved.
     Checks { names: Vec<String>, reserved: usize, consistency: Consistency },
+    /// Buy from a flash sale as one buyer per worker; boxed because it is much larger than the
+    /// other variants.
+    PurchaseBurst(Box<purchase::Burst>),
+}
+
+/// How a worker goes on after an answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Next {
+    /// Send the next request.
+    Advance,
+    /// Send the same request again (for purchases, with the same idempotency key), because the
+    /// answer left its outcome unknown.
+    Repeat,
+    /// The answer means it is too early: before the measured window, wait for it and then send
+    /// the next request; within it, just send the next request.
+    AwaitWindow,
+    /// Stop the worker, because every further request would be refused the same way.
+    Stop,
+}
+
+/// What one answer means to the worker that got it.
+#[derive(Debug)]
+struct Verdict {
+    /// `None` on success, else the error's code.
+    error_code: Option<String>,
+    /// Units the answer says were bought; zero for scenarios that buy nothing.
+    units: u64,
+    next: Next,
 }
 
 impl Scenario {
@@ -203,6 +265,15 @@ impl Scenario {
         match self {
             Self::Claims { .. } => "claims",
             Self::Checks { .. } => "checks",
+            Self::PurchaseBurst(_) => "purchase-burst",
+        }
+    }
+
+    /// When measuring starts, if the scenario rather than `--warmup` decides it.
+    fn measure_from(&self) -> Option<Instant> {
+        match self {
+            Self::PurchaseBurst(burst) => Some(burst.opens_at()),
+            Self::Claims { .. } | Self::Checks { .. } => None,
         }
     }
 
@@ -215,6 +286,7 @@ impl Scenario {
                 "names": names.len(),
                 "reserved": reserved,
             }),
+            Self::PurchaseBurst(burst) => burst.params(),
         }
     }
 
@@ -234,6 +306,17 @@ impl Scenario {
                 }),
                 bearer: None,
             },
+            Self::PurchaseBurst(burst) => burst.request(worker, seq),
+        }
+    }
+
+    /// What an answer means: its error code, the units it bought and how the worker goes on.
+    fn judge(&self, result: Result<Value, ClientError>) -> Verdict {
+        match self {
+            Self::Claims { .. } | Self::Checks { .. } => {
+                Verdict { error_code: result.err().map(|e| e.code()), units: 0, next: Next::Advance }
+            }
+            Self::PurchaseBurst(_) => purchase::judge(result),
         }
     }
 }
@@ -252,10 +335,17 @@ async fn build_scenario(
                 bail!("--pool {pool} exceeds --names {names}");
             }
             let names: Vec<String> = (0..names).map(|i| pool_name(&run_id, i)).collect();
-            let ttl_secs = common.warmup + common.duration + PRE_RESERVE_TTL_MARGIN_SECS;
+            let ttl_secs = common.warmup_secs() + common.duration + PRE_RESERVE_TTL_MARGIN_SECS;
             let ttl_secs = u32::try_from(ttl_secs).unwrap_or(u32::MAX);
             pre_reserve(client, &names[..pool], ttl_secs, common.concurrency as usize).await;
             Ok(Scenario::Checks { names, reserved: pool, consistency: consistency.into() })
+        }
+        ScenarioCommand::PurchaseBurst { ref burst, .. } => {
+            if common.warmup.is_some() {
+                bail!("purchase-burst takes no --warmup: it measures from the sale's opening (see --open-delay-ms)");
+            }
+            let burst = purchase::setup(client, burst, common.concurrency as usize, run_id).await?;
+            Ok(Scenario::PurchaseBurst(Box::new(burst)))
         }
     }
 }
@@ -306,17 +396,34 @@ struct Shared {
     measured_started: AtomicU64,
     /// All requests completed so far, warmup included, for the progress line.
     completed: AtomicU64,
-    /// Set on Ctrl-C so workers stop after their in-flight request.
-    stop: AtomicBool,
+    /// Becomes true on Ctrl-C, so that workers stop after their in-flight request and waiting
+    /// workers wake up; a watch holds one value, so it never queues.
+    stop: watch::Sender<bool>,
 }
 
-/// Latencies and outcomes of measured requests.
+impl Shared {
+    fn stopping(&self) -> bool {
+        *self.stop.borrow()
+    }
+}
+
+/// Latencies and outcomes of measured requests, and the tallies scenarios keep over the whole
+/// run.
 struct Stats {
     latency_us: Histogram<u64>,
     ok: u64,
     errors: BTreeMap<String, u64>,
     /// When the last measured request completed, which ends the measured window.
     last_done: Option<Instant>,
+    /// Successful requests of the whole run, measured or not.
+    acknowledged: u64,
+    /// Units the successful answers of the whole run say were bought.
+    units: u64,
+    /// Answers before the measured window saying it was too early (SALE_NOT_OPEN).
+    early_refusals: u64,
+    /// The `(worker, seq)` of each request whose outcome was still unknown when its worker
+    /// stopped; at most one per worker.
+    unsettled: Vec<(usize, u64)>,
 }
 
 impl Stats {
@@ -327,6 +434,10 @@ impl Stats {
             ok: 0,
             errors: BTreeMap::new(),
             last_done: None,
+            acknowledged: 0,
+            units: 0,
+            early_refusals: 0,
+            unsettled: Vec::new(),
         })
     }
 
@@ -348,6 +459,10 @@ impl Stats {
             *self.errors.entry(code).or_default() += n;
         }
         self.last_done = self.last_done.max(other.last_done);
+        self.acknowledged += other.acknowledged;
+        self.units += other.units;
+        self.early_refusals += other.early_refusals;
+        self.unsettled.extend(other.unsettled);
         Ok(())
     }
 
@@ -381,14 +496,20 @@ fn summarize(latency_us: &Histogram<u64>) -> LatencySummary {
     }
 }
 
-/// One worker's closed loop; it ends at the deadline, at the request cap, or on Ctrl-C.
+/// One worker's closed loop; it ends at the deadline, at the request cap, on Ctrl-C, or when
+/// the scenario says further requests are pointless (the sale sold out).
 async fn run_worker(worker: usize, shared: Arc<Shared>, seed: u64) -> anyhow::Result<Stats> {
     let mut rng = StdRng::seed_from_u64(seed.wrapping_add(worker as u64));
     let mut stats = Stats::new()?;
     let plan = &shared.plan;
-    for seq in 0u64.. {
+    let mut stop = shared.stop.subscribe();
+    // The request number only advances once an answer settles the request's outcome, so that a
+    // request whose outcome is unknown is sent again as the same request.
+    let mut seq = 0u64;
+    let mut unsettled = false;
+    for sent in 0u64.. {
         let start = Instant::now();
-        if start >= plan.deadline || shared.stop.load(Ordering::Relaxed) {
+        if start >= plan.deadline || shared.stopping() {
             break;
         }
         let measured = start >= plan.measure_from;
@@ -400,14 +521,38 @@ async fn run_worker(worker: usize, shared: Arc<Shared>, seed: u64) -> anyhow::Re
             }
         }
         let request = shared.scenario.request(worker, seq, &mut rng);
-        // Offsetting by the worker spreads concurrent requests over all nodes at every moment.
-        let node = worker.wrapping_add(seq as usize);
+        // Offsetting by the worker spreads concurrent requests over all nodes at every moment;
+        // counting sends rather than requests moves a repeated request on to the next node.
+        let node = worker.wrapping_add(sent as usize);
         let result = shared.client.execute(node, request.query, request.variables, request.bearer.as_deref()).await;
         let done = Instant::now();
         shared.completed.fetch_add(1, Ordering::Relaxed);
+        let Verdict { error_code, units, next } = shared.scenario.judge(result);
+        stats.acknowledged += u64::from(error_code.is_none());
+        stats.units += units;
         if measured {
-            stats.record(done - start, result.err().map(|e| e.code()), done);
+            stats.record(done - start, error_code, done);
         }
+        unsettled = next == Next::Repeat;
+        match next {
+            Next::Repeat => {}
+            Next::Advance => seq += 1,
+            Next::Stop => break,
+            Next::AwaitWindow => {
+                seq += 1;
+                if !measured {
+                    stats.early_refusals += 1;
+                    let window = tokio::time::Instant::from_std(plan.measure_from.min(plan.deadline));
+                    tokio::select! {
+                        () = tokio::time::sleep_until(window) => {}
+                        _ = stop.wait_for(|stopping| *stopping) => {}
+                    }
+                }
+            }
+        }
+    }
+    if unsettled {
+        stats.unsettled.push((worker, seq));
     }
     Ok(stats)
 }
@@ -437,7 +582,7 @@ async fn run(shared: Arc<Shared>, concurrency: usize, seed: u64) -> anyhow::Resu
         async move {
             if tokio::signal::ctrl_c().await.is_ok() {
                 eprintln!("interrupted; finishing in-flight requests");
-                shared.stop.store(true, Ordering::Relaxed);
+                shared.stop.send_replace(true);
             }
         }
     });
@@ -463,6 +608,8 @@ struct Report {
     concurrency: u32,
     /// Requested measured duration.
     duration_secs: u64,
+    /// Time from the start of the run to the measured window, rounded to whole seconds: the
+    /// warmup, or for purchase-burst the wait for the sale to open.
     warmup_secs: u64,
     /// Actual measured time: from the end of the warmup to the last measured completion.
     elapsed_secs: f64,
@@ -476,6 +623,9 @@ struct Report {
     /// Latency of every measured request, successful or not.
     latency_ms: LatencySummary,
     seed: u64,
+    /// The `purchase-burst` scenario's own fields, at the top level.
+    #[serde(flatten)]
+    purchase: Option<purchase::Summary>,
 }
 
 impl Report {
@@ -484,10 +634,17 @@ impl Report {
         println!("scenario      {} {}", self.scenario, self.params);
         println!("nodes         {}", self.nodes.join(", "));
         println!("concurrency   {}", self.concurrency);
-        println!(
-            "elapsed       {:.2} s (requested {} s after {} s warmup)",
-            self.elapsed_secs, self.duration_secs, self.warmup_secs
-        );
+        if self.purchase.is_some() {
+            println!(
+                "elapsed       {:.2} s from the sale's opening (requested at most {} s; it ends once sold out)",
+                self.elapsed_secs, self.duration_secs
+            );
+        } else {
+            println!(
+                "elapsed       {:.2} s (requested {} s after {} s warmup)",
+                self.elapsed_secs, self.duration_secs, self.warmup_secs
+            );
+        }
         println!("requests      {}", self.requests);
         println!("ok            {}", self.ok);
         println!("errors        {} {}", self.requests - self.ok, format_errors(&self.errors));
@@ -496,6 +653,28 @@ impl Report {
             "latency ms    p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}",
             l.p50, l.p90, l.p99, l.p999, l.max
         );
+        if let Some(p) = &self.purchase {
+            let or_unknown = |v: Option<i64>| v.map_or_else(|| "?".to_owned(), |v| v.to_string());
+            println!("sold          {} units in {} orders, by the answers", p.sold_by_responses, p.orders);
+            println!(
+                "sale          stock {}  sold {}  status {} (LINEARIZABLE read after the run)",
+                or_unknown(p.sale_stock),
+                or_unknown(p.sale_sold),
+                p.sale_status.as_deref().unwrap_or("?")
+            );
+            println!(
+                "outcomes      {} SALE_NOT_OPEN before the opening (not measured), {} unknown outcomes settled \
+                 after the run, {} still unknown",
+                p.not_open_before_open, p.settled_after_run, p.unsettled
+            );
+            if p.accounting_problems.is_empty() {
+                println!("accounting    ok: sale and answers agree");
+            } else {
+                for problem in &p.accounting_problems {
+                    println!("accounting    MISMATCH: {problem}");
+                }
+            }
+        }
     }
 }
 
@@ -529,7 +708,7 @@ async fn main() -> ExitCode {
 
 /// Builds the client and scenario, runs the load, and prints the report.
 async fn run_cli(cli: Cli) -> anyhow::Result<ExitCode> {
-    let (ScenarioCommand::Claims { common, .. } | ScenarioCommand::Checks { common, .. }) = &cli.scenario;
+    let common = cli.scenario.common();
 
     let http = reqwest::Client::builder()
         .timeout(Duration::from_millis(common.timeout_ms))
@@ -546,7 +725,11 @@ async fn run_cli(cli: Cli) -> anyhow::Result<ExitCode> {
     let scenario = build_scenario(&cli.scenario, common, &client, run_id).await?;
 
     let started = Instant::now();
-    let measure_from = started + Duration::from_secs(common.warmup);
+    let measure_from = match scenario.measure_from() {
+        // A sale that opened during setup is measured from the end of setup.
+        Some(at) => at.max(started),
+        None => started + Duration::from_secs(common.warmup_secs()),
+    };
     let shared = Arc::new(Shared {
         client,
         scenario,
@@ -558,9 +741,13 @@ async fn run_cli(cli: Cli) -> anyhow::Result<ExitCode> {
         },
         measured_started: AtomicU64::new(0),
         completed: AtomicU64::new(0),
-        stop: AtomicBool::new(false),
+        stop: watch::Sender::new(false),
     });
     let stats = run(shared.clone(), common.concurrency as usize, seed).await?;
+    let purchase = match &shared.scenario {
+        Scenario::PurchaseBurst(burst) => Some(purchase::finish(&shared.client, burst, &stats).await),
+        Scenario::Claims { .. } | Scenario::Checks { .. } => None,
+    };
 
     let elapsed_secs = stats.last_done.map_or(0.0, |done| (done - measure_from).as_secs_f64());
     let requests = stats.ok + stats.error_count();
@@ -570,7 +757,7 @@ async fn run_cli(cli: Cli) -> anyhow::Result<ExitCode> {
         nodes: common.nodes.clone(),
         concurrency: common.concurrency,
         duration_secs: common.duration,
-        warmup_secs: common.warmup,
+        warmup_secs: (measure_from - started).as_secs_f64().round() as u64,
         elapsed_secs,
         requests,
         ok: stats.ok,
@@ -579,6 +766,7 @@ async fn run_cli(cli: Cli) -> anyhow::Result<ExitCode> {
         requests_per_sec: per_sec(requests, elapsed_secs),
         latency_ms: summarize(&stats.latency_us),
         seed,
+        purchase,
     };
     if common.json {
         println!("{}", serde_json::to_string(&report)?);
@@ -586,11 +774,16 @@ async fn run_cli(cli: Cli) -> anyhow::Result<ExitCode> {
         report.print_table();
     }
 
+    let mut code = ExitCode::SUCCESS;
     if report.ok == 0 {
         eprintln!("no measured request succeeded");
-        return Ok(ExitCode::FAILURE);
+        code = ExitCode::FAILURE;
     }
-    Ok(ExitCode::SUCCESS)
+    if let Some(problems) = report.purchase.as_ref().map(|p| &p.accounting_problems).filter(|p| !p.is_empty()) {
+        eprintln!("the sale's counts disagree with the acknowledged purchases: {}", problems.join("; "));
+        code = ExitCode::FAILURE;
+    }
+    Ok(code)
 }
 
 #[cfg(test)]
@@ -699,5 +892,58 @@ mod tests {
         assert_eq!(common.nodes, ["http://a:1", "http://b:2"]);
         assert_eq!((pool, common.requests), (10, Some(100)));
         assert!(Cli::try_parse_from(["loadgen", "claims", "--concurrency", "0"]).is_err());
+    }
+
+    #[test]
+    fn cli_parses_purchase_burst_usage() {
+        let cli = Cli::try_parse_from([
+            "loadgen",
+            "purchase-burst",
+            "--concurrency",
+            "32",
+            "--stock",
+            "500",
+            "--per-user-limit",
+            "20",
+            "--quantity",
+            "2",
+            "--open-delay-ms",
+            "1500",
+            "--admin-user",
+            "root",
+            "--admin-password",
+            "correct horse",
+        ])
+        .unwrap();
+        let ScenarioCommand::PurchaseBurst { common, burst } = &cli.scenario else {
+            panic!("expected purchase-burst");
+        };
+        assert_eq!((common.concurrency, common.warmup), (32, None));
+        assert_eq!((burst.stock, burst.per_user_limit, burst.quantity, burst.open_delay_ms), (500, 20, 2, 1_500));
+        assert_eq!((burst.admin_user.as_str(), burst.admin_password.as_str()), ("root", "correct horse"));
+        // GraphQL Int is 32-bit, and a zero stock or quantity makes no sale.
+        let with = |flag: &str, value: &str| {
+            Cli::try_parse_from([
+                "loadgen",
+                "purchase-burst",
+                "--admin-user",
+                "root",
+                "--admin-password",
+                "pw",
+                flag,
+                value,
+            ])
+        };
+        assert!(with("--stock", "0").is_err());
+        assert!(with("--quantity", "2147483648").is_err());
+        assert!(with("--quantity", "2147483647").is_ok());
+        assert_eq!(
+            Cli::try_parse_from(["loadgen", "checks", "--consistency", "local"])
+                .unwrap()
+                .scenario
+                .common()
+                .warmup_secs(),
+            WARMUP_DEFAULT_SECS
+        );
     }
 }
