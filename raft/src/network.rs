@@ -136,12 +136,24 @@ pub enum ForwardError {
         /// The leader's id and address, if known.
         leader: Option<(NodeId, String)>,
     },
-    /// The peer could not reach a quorum in time.
-    #[error("{0}")]
-    Unavailable(String),
+    /// The peer could not get the request committed (or confirmed) in time.
+    #[error("{message}")]
+    Unavailable {
+        /// What happened.
+        message: String,
+        /// True when the write reached a leader's log and may still commit.
+        outcome_unknown: bool,
+    },
     /// Something failed that a retry will not fix.
     #[error("{0}")]
     Internal(String),
+}
+
+impl ForwardError {
+    /// Certainly not applied: safe to report as plain UNAVAILABLE.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        ForwardError::Unavailable { message: message.into(), outcome_unknown: false }
+    }
 }
 
 /// A request to add a node: first as a learner, then as a voter.

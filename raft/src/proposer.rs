@@ -5,6 +5,10 @@
 //! queue; a batch is cut whenever one of the `PROPOSAL_BATCHES_IN_FLIGHT_MAX` pipeline slots is
 //! free, so the slower the log, the larger the batches. This is group commit, not a lock: no
 //! command waits for another to be applied before it can join a batch.
+//!
+//! Followers batch too, and forward each batch to the leader, where it joins the leader's own
+//! queue as one item: the leader cuts entries from everything queued, local and forwarded, so
+//! entry size does not shrink as the cluster grows.
 
 use std::sync::{Arc, Weak};
 
@@ -22,9 +26,11 @@ pub const PROPOSAL_BATCHES_IN_FLIGHT_MAX: usize = 4;
 /// Commands waiting for a batch. Past this, `propose` waits for room (backpressure).
 pub const PROPOSALS_QUEUED_MAX: usize = 16_384;
 
+/// Proposals that must stay together (one caller's command, or a follower's forwarded batch)
+/// and where to send their responses, in the same order.
 pub(crate) struct Pending {
-    pub proposal: Proposal,
-    pub reply: oneshot::Sender<Result<Response, StoreError>>,
+    pub proposals: Vec<Proposal>,
+    pub reply: oneshot::Sender<Result<Vec<Response>, StoreError>>,
 }
 
 /// The sending half; the batching task ends when it is dropped.
@@ -37,32 +43,42 @@ pub(crate) fn spawn(inner: Weak<Inner>, mut rx: mpsc::Receiver<Pending>) {
         while let Some(first) = rx.recv().await {
             // Wait for a pipeline slot before cutting the batch: whatever arrives meanwhile joins.
             let Ok(permit) = slots.clone().acquire_owned().await else { return };
+            let mut count = first.proposals.len();
             let mut pending = vec![first];
-            while pending.len() < PROPOSAL_BATCH_MAX {
+            while count < PROPOSAL_BATCH_MAX {
                 match rx.try_recv() {
-                    Ok(p) => pending.push(p),
+                    Ok(p) => {
+                        count += p.proposals.len();
+                        pending.push(p);
+                    }
                     Err(_) => break,
                 }
             }
             let Some(inner) = inner.upgrade() else { return };
             tokio::spawn(async move {
-                let (proposals, replies): (Vec<_>, Vec<_>) = pending.into_iter().map(|p| (p.proposal, p.reply)).unzip();
-                let n = proposals.len();
-                inner.metrics_batch(n);
+                let mut proposals = Vec::with_capacity(count);
+                let mut replies = Vec::with_capacity(pending.len());
+                for p in pending {
+                    replies.push((p.proposals.len(), p.reply));
+                    proposals.extend(p.proposals);
+                }
+                inner.metrics_batch(count);
                 match inner.submit_batch(Batch(proposals)).await {
-                    Ok(resp) if resp.0.len() == n => {
-                        for (reply, r) in replies.into_iter().zip(resp.0) {
-                            let _ = reply.send(Ok(r));
+                    Ok(resp) if resp.0.len() == count => {
+                        let mut responses = resp.0.into_iter();
+                        for (n, reply) in replies {
+                            let _ = reply.send(Ok(responses.by_ref().take(n).collect()));
                         }
                     }
                     Ok(resp) => {
-                        let e = StoreError::internal(format!("batch of {n} answered with {} responses", resp.0.len()));
-                        for reply in replies {
+                        let e =
+                            StoreError::internal(format!("batch of {count} answered with {} responses", resp.0.len()));
+                        for (_, reply) in replies {
                             let _ = reply.send(Err(e.clone()));
                         }
                     }
                     Err(e) => {
-                        for reply in replies {
+                        for (_, reply) in replies {
                             let _ = reply.send(Err(e.clone()));
                         }
                     }

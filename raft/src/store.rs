@@ -302,13 +302,8 @@ impl Store {
 
     /// Proposes a command with an explicit time stamp (tests use this to control time).
     pub async fn propose_at(&self, proposal: Proposal) -> Result<Response, StoreError> {
-        let (reply, rx) = oneshot::channel();
-        self.inner
-            .proposer
-            .send(Pending { proposal, reply })
-            .await
-            .map_err(|_| StoreError::unavailable("store is shutting down"))?;
-        rx.await.map_err(|_| StoreError::unknown("the proposal was dropped before it was answered"))?
+        let mut responses = self.inner.enqueue(vec![proposal]).await?;
+        responses.pop().ok_or_else(|| StoreError::internal("no response for a proposal"))
     }
 
     /// Reads with `f` from the applied state, at the given consistency.
@@ -505,13 +500,13 @@ impl Store {
                 Err(e) => Err(e),
             },
             "forward" => match decode::<Batch>(body) {
-                Ok(batch) => encode(&self.inner.write_local(batch).await),
+                Ok(batch) => encode(&self.inner.accept_forwarded(batch).await),
                 Err(e) => Err(e),
             },
             "read_index" => {
                 let r: Result<u64, ForwardError> = match self.inner.leader() {
                     Leader::Me => match self.inner.rounds.get() {
-                        Some(rounds) => rounds.read_index().await.map_err(|e| ForwardError::Unavailable(e.to_string())),
+                        Some(rounds) => rounds.read_index().await.map_err(|e| ForwardError::unavailable(e.to_string())),
                         None => Err(ForwardError::Internal("read rounds not started".into())),
                     },
                     other => Err(ForwardError::NotLeader { leader: other.known() }),
@@ -583,6 +578,36 @@ impl Inner {
         }
     }
 
+    /// Queues proposals for the batcher and waits for their responses.
+    async fn enqueue(&self, proposals: Vec<Proposal>) -> Result<Vec<Response>, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.proposer
+            .send(Pending { proposals, reply })
+            .await
+            .map_err(|_| StoreError::unavailable("store is shutting down"))?;
+        rx.await.map_err(|_| StoreError::unknown("the proposal was dropped before it was answered"))?
+    }
+
+    /// A follower's batch, arrived at (what it believes is) the leader. It joins this node's
+    /// queue so that it shares an entry with everything else queued here. A node that does not
+    /// lead refuses at once, so the follower retries elsewhere rather than hop through us.
+    async fn accept_forwarded(&self, batch: Batch) -> Result<BatchResponse, ForwardError> {
+        let m = self.metrics();
+        if m.state != ServerState::Leader {
+            return Err(ForwardError::NotLeader { leader: self.leader().known() });
+        }
+        if self.quorum_is_stale(&m) {
+            return Err(ForwardError::unavailable(format!("leader {} has lost touch with a quorum", self.config.id)));
+        }
+        match self.enqueue(batch.0).await {
+            Ok(responses) => Ok(BatchResponse(responses)),
+            Err(StoreError::Unavailable { message, outcome_unknown, .. }) => {
+                Err(ForwardError::Unavailable { message, outcome_unknown })
+            }
+            Err(StoreError::Internal(m)) => Err(ForwardError::Internal(m)),
+        }
+    }
+
     pub(crate) fn metrics_batch(&self, commands: usize) {
         self.stats.batches.fetch_add(1, Ordering::Relaxed);
         self.stats.commands.fetch_add(commands as u64, Ordering::Relaxed);
@@ -615,7 +640,7 @@ impl Inner {
             return Err(ForwardError::NotLeader { leader: self.leader().known() });
         }
         if self.quorum_is_stale(&m) {
-            return Err(ForwardError::Unavailable(format!(
+            return Err(ForwardError::unavailable(format!(
                 "leader {} has not heard from a quorum for {} ms",
                 self.config.id,
                 m.millis_since_quorum_ack.map_or("ever".to_string(), |v| v.to_string())
@@ -625,10 +650,13 @@ impl Inner {
         match tokio::time::timeout(timeout, self.raft.client_write(batch)).await {
             Ok(Ok(resp)) => Ok(resp.data),
             Ok(Err(e)) => Err(self.write_error(e)),
-            Err(_) => Err(ForwardError::Unavailable(format!(
-                "not committed within {} ms; the write may still commit",
-                self.config.propose_timeout_ms
-            ))),
+            Err(_) => Err(ForwardError::Unavailable {
+                message: format!(
+                    "not committed within {} ms; the write may still commit",
+                    self.config.propose_timeout_ms
+                ),
+                outcome_unknown: true,
+            }),
         }
     }
 
@@ -674,12 +702,8 @@ impl Inner {
                     }
                     let _ = tokio::time::timeout(left.min(Duration::from_millis(100)), metrics.changed()).await;
                 }
-                Err(ForwardError::Unavailable(m)) => {
-                    return Err(if m.contains("may still commit") {
-                        StoreError::unknown(m)
-                    } else {
-                        StoreError::unavailable(m)
-                    })
+                Err(ForwardError::Unavailable { message, outcome_unknown }) => {
+                    return Err(StoreError::Unavailable { message, retry_after_ms: RETRY_AFTER_MS, outcome_unknown });
                 }
                 Err(ForwardError::Internal(m)) => return Err(StoreError::Internal(m)),
             }

@@ -71,7 +71,7 @@ fn admin_error(e: ForwardError) -> Error {
             api_error(code::UNAVAILABLE, format!("membership changes run on the leader: ask node {id} at {addr}"))
         }
         ForwardError::NotLeader { leader: None } => api_error(code::UNAVAILABLE, "no leader known"),
-        ForwardError::Unavailable(m) => api_error(code::UNAVAILABLE, m),
+        ForwardError::Unavailable { message, .. } => api_error(code::UNAVAILABLE, message),
         ForwardError::Internal(m) => api_error(code::INTERNAL, m),
     }
 }
