@@ -207,6 +207,62 @@ pub enum Command {
         /// The buyer's key: a repeat returns the first order instead of buying again.
         idempotency_key: String,
     },
+    /// Change some of an account's profile fields.
+    UpdateProfile {
+        /// The account; only its owner proposes this.
+        user_id: u64,
+        /// The fields to change.
+        change: ProfileChange,
+    },
+    /// Create a chat owned by `actor`, who is its first participant.
+    CreateChat {
+        /// Who asks; becomes the owner.
+        actor: u64,
+        /// Name.
+        name: String,
+        /// Other participants (the actor is added anyway; repeats are ignored).
+        participant_ids: Vec<u64>,
+    },
+    /// Add users to a chat (any participant may).
+    AddParticipants {
+        /// Who asks; must be a participant.
+        actor: u64,
+        /// The chat.
+        chat_id: u64,
+        /// Users to add; those already in are ignored.
+        user_ids: Vec<u64>,
+    },
+    /// Remove a participant: the owner may remove anyone, anyone may remove themself.
+    RemoveParticipant {
+        /// Who asks.
+        actor: u64,
+        /// The chat.
+        chat_id: u64,
+        /// Who leaves.
+        user_id: u64,
+    },
+    /// Send a message to a chat.
+    SendMessage {
+        /// The sender; must be a participant.
+        sender_id: u64,
+        /// The chat.
+        chat_id: u64,
+        /// 1 to 4000 characters.
+        body: String,
+        /// The sender's key: a repeat returns the first message rather than a duplicate.
+        client_message_id: String,
+    },
+}
+
+/// Profile fields to change; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProfileChange {
+    /// New display name.
+    pub display_name: Option<String>,
+    /// New profile text.
+    pub bio: Option<String>,
+    /// New avatar URL; an empty string removes it.
+    pub avatar_url: Option<String>,
 }
 
 impl Command {
@@ -222,6 +278,11 @@ impl Command {
             Command::StartSale { .. } => "start_sale",
             Command::EndSale { .. } => "end_sale",
             Command::Purchase { .. } => "purchase",
+            Command::UpdateProfile { .. } => "update_profile",
+            Command::CreateChat { .. } => "create_chat",
+            Command::AddParticipants { .. } => "add_participants",
+            Command::RemoveParticipant { .. } => "remove_participant",
+            Command::SendMessage { .. } => "send_message",
         }
     }
 }
@@ -249,6 +310,10 @@ pub enum Response {
     Sale(crate::state_machine::sales::Sale),
     /// A purchase succeeded (or an earlier one with the same idempotency key is returned).
     Order(crate::state_machine::sales::Order),
+    /// A chat was created or changed; this is its new state.
+    Chat(crate::state_machine::chats::Chat),
+    /// A message was sent (or an earlier one with the same client message id is returned).
+    Message(crate::state_machine::chats::Message),
     /// The command broke a rule and changed nothing.
     Rejected(DomainError),
 }

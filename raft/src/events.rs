@@ -7,6 +7,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::state_machine::chats::Message;
+
 /// Events kept in the feed, across all topics. Older ones are pruned at apply time, identically
 /// on every node; a subscriber asking to resume before the window is told to re-read state.
 pub const EVENTS_RETAINED_MAX: u64 = 100_000;
@@ -42,6 +44,8 @@ pub struct SaleUpdate {
 pub enum EventPayload {
     /// A sale's stock or status changed.
     Sale(SaleUpdate),
+    /// A message was sent to a chat.
+    ChatMessage(Message),
 }
 
 /// One event of the feed.
@@ -60,4 +64,9 @@ pub struct Event {
 /// The topic of a sale's events.
 pub fn sale_topic(sale_id: u64) -> String {
     format!("sale/{sale_id}")
+}
+
+/// The topic of a chat's events (its messages).
+pub fn chat_topic(chat_id: u64) -> String {
+    format!("chat/{chat_id}")
 }

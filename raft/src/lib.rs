@@ -26,7 +26,7 @@ pub mod state_machine;
 mod store;
 pub mod types;
 
-pub use command::{Command, DomainError, ErrorCode, Response, Role, User};
+pub use command::{Command, DomainError, ErrorCode, ProfileChange, Response, Role, User};
 pub use log_store::LogStore;
 pub use state_machine::{ReadView, SmError, StateMachine};
 pub use store::{

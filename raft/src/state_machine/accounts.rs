@@ -10,7 +10,14 @@ use serde::{Deserialize, Serialize};
 
 use super::tables::{self, get_json, id_key, put_json, Tables};
 use super::SmError;
-use crate::command::{DomainError, ErrorCode, Response, Role, User};
+use crate::command::{DomainError, ErrorCode, ProfileChange, Response, Role, User};
+
+/// Longest display name, in characters.
+pub const DISPLAY_NAME_CHARS_MAX: usize = 50;
+/// Longest profile text, in characters.
+pub const BIO_CHARS_MAX: usize = 500;
+/// Longest avatar URL, in bytes.
+pub const AVATAR_URL_BYTES_MAX: usize = 2_048;
 
 /// What the `names` table knows about a canonical name.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -113,6 +120,72 @@ pub(crate) fn register(t: &mut Tables, now: i64, a: NewAccount) -> Result<Respon
     put_json(&mut t.users, &id_key(id), &user)?;
     t.credentials.insert(id_key(id).as_slice(), a.password_hash.as_bytes())?;
     put_json(&mut t.names, user.canonical.as_bytes(), &NameRecord::Owned { user_id: id })?;
+    Ok(Response::User(user))
+}
+
+/// Checks a display name.
+pub fn check_display_name(name: &str) -> Result<(), String> {
+    let n = name.chars().count();
+    if n > DISPLAY_NAME_CHARS_MAX {
+        return Err(format!("must be at most {DISPLAY_NAME_CHARS_MAX} characters, got {n}"));
+    }
+    if name.chars().any(char::is_control) {
+        return Err("must not contain control characters".into());
+    }
+    Ok(())
+}
+
+/// Checks a profile change field by field: the first broken rule, as (GraphQL field, message).
+/// The schema calls it as a fast path; apply calls it again as the rule.
+pub fn check_profile(change: &ProfileChange) -> Result<(), (&'static str, String)> {
+    if let Some(name) = &change.display_name {
+        check_display_name(name).map_err(|m| ("displayName", m))?;
+    }
+    if let Some(bio) = &change.bio {
+        let n = bio.chars().count();
+        if n > BIO_CHARS_MAX {
+            return Err(("bio", format!("must be at most {BIO_CHARS_MAX} characters, got {n}")));
+        }
+    }
+    if let Some(url) = change.avatar_url.as_deref().filter(|u| !u.is_empty()) {
+        check_avatar_url(url).map_err(|m| ("avatarUrl", m))?;
+    }
+    Ok(())
+}
+
+/// An absolute http(s) URL with a host, no spaces or control characters, of bounded length.
+fn check_avatar_url(url: &str) -> Result<(), String> {
+    if url.len() > AVATAR_URL_BYTES_MAX {
+        return Err(format!("must be at most {AVATAR_URL_BYTES_MAX} bytes, got {}", url.len()));
+    }
+    let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"));
+    let host = rest.map(|r| r.split(['/', '?', '#']).next().unwrap_or(""));
+    let ok = host.is_some_and(|h| !h.is_empty() && !h.starts_with('.') && !h.starts_with(':'))
+        && !url.chars().any(|c| c.is_whitespace() || c.is_control());
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{url:?} is not an absolute http(s) URL (https://host/path)"))
+    }
+}
+
+pub(crate) fn update_profile(t: &mut Tables, user_id: u64, change: ProfileChange) -> Result<Response, SmError> {
+    if let Err((field, m)) = check_profile(&change) {
+        return Ok(Response::Rejected(DomainError::new(ErrorCode::InvalidInput, format!("{field}: {m}"))));
+    }
+    let Some(mut user) = get_json::<User>(&t.users, &id_key(user_id))? else {
+        return Ok(not_found(user_id));
+    };
+    if let Some(name) = change.display_name {
+        user.display_name = name;
+    }
+    if let Some(bio) = change.bio {
+        user.bio = bio;
+    }
+    if let Some(url) = change.avatar_url {
+        user.avatar_url = (!url.is_empty()).then_some(url);
+    }
+    put_json(&mut t.users, &id_key(user_id), &user)?;
     Ok(Response::User(user))
 }
 

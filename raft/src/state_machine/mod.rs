@@ -6,6 +6,7 @@
 //! twice nor lost. Apply reads nothing but the entry and redb: no clock, no randomness, no network.
 
 pub mod accounts;
+pub mod chats;
 mod feed;
 pub mod sales;
 mod snapshot;
@@ -214,6 +215,15 @@ fn apply_command(t: &mut Tables, now: i64, command: Command) -> Result<Response,
         Command::EndSale { actor, sale_id } => sales::set_sale_open(t, now, actor, sale_id, false),
         Command::Purchase { user_id, sale_id, quantity, idempotency_key } => {
             sales::purchase(t, now, user_id, sale_id, quantity, idempotency_key)
+        }
+        Command::UpdateProfile { user_id, change } => accounts::update_profile(t, user_id, change),
+        Command::CreateChat { actor, name, participant_ids } => {
+            chats::create_chat(t, now, actor, name, participant_ids)
+        }
+        Command::AddParticipants { actor, chat_id, user_ids } => chats::add_participants(t, actor, chat_id, user_ids),
+        Command::RemoveParticipant { actor, chat_id, user_id } => chats::remove_participant(t, actor, chat_id, user_id),
+        Command::SendMessage { sender_id, chat_id, body, client_message_id } => {
+            chats::send_message(t, now, sender_id, chat_id, body, client_message_id)
         }
     }
 }

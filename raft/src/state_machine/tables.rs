@@ -38,6 +38,16 @@ pub(crate) const SALE_BUYERS: StateTable = TableDefinition::new("sale_buyers");
 pub(crate) const LEADERBOARD: StateTable = TableDefinition::new("leaderboard");
 /// (user id, idempotency key) -> order id: a repeated purchase returns the first order.
 pub(crate) const IDEMPOTENCY: StateTable = TableDefinition::new("idempotency");
+/// Chats by id -> `Chat` (with its message count, the newest message's sequence number).
+pub(crate) const CHATS: StateTable = TableDefinition::new("chats");
+/// (chat id, user id) -> empty: a chat's participants, and the membership check.
+pub(crate) const CHAT_MEMBERS: StateTable = TableDefinition::new("chat_members");
+/// (user id, chat id) -> empty: a user's chats in order, without a scan (`chatsOf`).
+pub(crate) const CHATS_BY_USER: StateTable = TableDefinition::new("chats_by_user");
+/// (chat id, message seq within the chat) -> `Message`: a chat's messages in order.
+pub(crate) const MESSAGES: StateTable = TableDefinition::new("messages");
+/// (chat id, sender id, client message id) -> message seq: a repeated send returns the first.
+pub(crate) const MESSAGE_DEDUPE: StateTable = TableDefinition::new("message_dedupe");
 /// (topic, 0, seq) -> `Event`: the event feed, read by topic from a sequence number.
 pub(crate) const EVENTS: StateTable = TableDefinition::new("events");
 /// seq -> topic: the feed in global order, so pruning the oldest events needs no scan.
@@ -58,6 +68,11 @@ pub(crate) const STATE_TABLES: &[StateTable] = &[
     SALE_BUYERS,
     LEADERBOARD,
     IDEMPOTENCY,
+    CHATS,
+    CHAT_MEMBERS,
+    CHATS_BY_USER,
+    MESSAGES,
+    MESSAGE_DEDUPE,
     EVENTS,
     EVENT_LOG,
 ];
@@ -74,6 +89,7 @@ pub(crate) const COUNTER_NEXT_USER_ID: &[u8] = b"next_user_id";
 pub(crate) const COUNTER_NEXT_PRODUCT_ID: &[u8] = b"next_product_id";
 pub(crate) const COUNTER_NEXT_SALE_ID: &[u8] = b"next_sale_id";
 pub(crate) const COUNTER_NEXT_ORDER_ID: &[u8] = b"next_order_id";
+pub(crate) const COUNTER_NEXT_CHAT_ID: &[u8] = b"next_chat_id";
 pub(crate) const COUNTER_NEXT_EVENT_SEQ: &[u8] = b"next_event_seq";
 
 /// Encodes an id as a key that sorts numerically.
@@ -128,6 +144,11 @@ pub(crate) struct Tables<'txn> {
     pub sale_buyers: BytesTable<'txn>,
     pub leaderboard: BytesTable<'txn>,
     pub idempotency: BytesTable<'txn>,
+    pub chats: BytesTable<'txn>,
+    pub chat_members: BytesTable<'txn>,
+    pub chats_by_user: BytesTable<'txn>,
+    pub messages: BytesTable<'txn>,
+    pub message_dedupe: BytesTable<'txn>,
     pub events: BytesTable<'txn>,
     pub event_log: BytesTable<'txn>,
     /// Events emitted by the commands applied so far in this batch, numbered at the end.
@@ -149,6 +170,11 @@ impl<'txn> Tables<'txn> {
             sale_buyers: txn.open_table(SALE_BUYERS)?,
             leaderboard: txn.open_table(LEADERBOARD)?,
             idempotency: txn.open_table(IDEMPOTENCY)?,
+            chats: txn.open_table(CHATS)?,
+            chat_members: txn.open_table(CHAT_MEMBERS)?,
+            chats_by_user: txn.open_table(CHATS_BY_USER)?,
+            messages: txn.open_table(MESSAGES)?,
+            message_dedupe: txn.open_table(MESSAGE_DEDUPE)?,
             events: txn.open_table(EVENTS)?,
             event_log: txn.open_table(EVENT_LOG)?,
             pending_events: Vec::new(),
