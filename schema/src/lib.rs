@@ -6,6 +6,8 @@
 //!
 //! Layout:
 //! - `error`: stable `extensions.code` on every error.
+//! - `paging`: Relay connection helpers (ids, page sizes, cursors) shared by the domains.
+//! - `feed`: the subscribe-and-replay loop every subscription uses.
 //! - `auth`: argon2id password hashes, bearer JWTs, the viewer and the admin guard.
 //! - `usernames`: availability with suggestions, reservations.
 //! - `accounts`: register, login, viewer, users, renames, deletion.
@@ -17,7 +19,9 @@ pub mod accounts;
 pub mod auth;
 pub mod cluster;
 pub mod error;
+pub mod feed;
 pub mod observe;
+pub mod paging;
 pub mod sales;
 pub mod usernames;
 

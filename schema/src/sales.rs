@@ -1,12 +1,10 @@
 //! Flash sales: products, sales, purchases that never oversell, orders, the leaderboard, and
 //! live `saleUpdates` from the replicated event feed.
 
-use std::time::Duration;
-
 use async_graphql::connection::{Connection, Edge, EmptyFields};
 use async_graphql::{Context, Enum, Error, InputObject, Object, Subscription, ID};
 use chrono::{DateTime, Utc};
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use raft::events::{sale_topic, EventPayload, SaleStatus as StoreSaleStatus};
 use raft::state_machine::sales::{BuyerTotal, Order, Product, Sale};
 use raft::{Command, Consistency as StoreConsistency, Response, Role, Store};
@@ -14,12 +12,10 @@ use raft::{Command, Consistency as StoreConsistency, Response, Role, Store};
 use crate::accounts::UserObject;
 use crate::auth::{admin, viewer};
 use crate::error::{api_error, code, domain, invalid, store};
+use crate::feed::{self, FeedItem, Follow};
+use crate::paging::{cursor, page_size, parse_id, PAGE_SIZE_MAX};
 use crate::{ms_to_datetime, now_ms, ApiContext, Consistency};
 
-/// Default page size of connections.
-pub const PAGE_SIZE_DEFAULT: usize = 20;
-/// Largest page a client may ask for.
-pub const PAGE_SIZE_MAX: usize = 100;
 /// Most units in one purchase.
 pub const PURCHASE_QUANTITY_MAX: i64 = 1_000_000;
 /// Longest idempotency key, in bytes.
@@ -30,8 +26,6 @@ pub const PRODUCT_NAME_CHARS_MAX: usize = 200;
 pub const PRODUCT_DESCRIPTION_CHARS_MAX: usize = 5_000;
 /// Most leaderboard rows returned.
 pub const LEADERBOARD_LIMIT_MAX: i32 = 100;
-/// Events a subscription reads from the feed per wake-up; it keeps reading until caught up.
-pub const SUBSCRIPTION_READ_BATCH_MAX: usize = 256;
 
 /// A sale's status.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
@@ -57,26 +51,7 @@ impl From<StoreSaleStatus> for SaleStatus {
     }
 }
 
-pub(crate) fn parse_id(field: &str, id: &ID) -> Result<u64, Error> {
-    id.parse::<u64>().ok().filter(|v| *v > 0).ok_or_else(|| invalid(field, format!("{:?} is not an id", id.0)))
-}
-
-fn page_size(first: Option<i32>) -> Result<usize, Error> {
-    match first {
-        None => Ok(PAGE_SIZE_DEFAULT),
-        Some(n) if n >= 1 && n as usize <= PAGE_SIZE_MAX => Ok(n as usize),
-        Some(n) => Err(invalid("first", format!("must be 1 to {PAGE_SIZE_MAX}, got {n}"))),
-    }
-}
-
-fn cursor(after: Option<String>) -> Result<u64, Error> {
-    match after {
-        None => Ok(0),
-        Some(c) => c.parse().map_err(|_| invalid("after", format!("{c:?} is not a cursor from this connection"))),
-    }
-}
-
-async fn user_object(ctx: &Context<'_>, id: u64) -> Result<Option<UserObject>, Error> {
+pub(crate) async fn user_object(ctx: &Context<'_>, id: u64) -> Result<Option<UserObject>, Error> {
     let api = ctx.data::<ApiContext>()?;
     let user = api.store.read(StoreConsistency::Local, |v| v.user(id)).await.map_err(store)?.value;
     Ok(user.map(|user| UserObject { user, show_private: false }))
@@ -480,11 +455,6 @@ fn update_of(seq: u64, sale: &Sale, now: i64) -> SaleUpdate {
     }
 }
 
-/// The next time a sale's status changes by the clock alone (opening or ending), if any.
-fn next_boundary(sale: &Sale, now: i64) -> Option<i64> {
-    [sale.starts_at_ms, sale.ends_at_ms].into_iter().flatten().filter(|t| *t > now).min()
-}
-
 #[Subscription]
 impl SaleSubscription {
     /// Every change of a sale's stock and status. With `afterIndex`, first every change after
@@ -498,8 +468,7 @@ impl SaleSubscription {
     ) -> Result<impl Stream<Item = Result<SaleUpdate, Error>>, Error> {
         let id = parse_id("saleId", &sale_id)?;
         let store: Store = ctx.data::<ApiContext>()?.store.clone();
-        let mut seq_rx = store.event_seq();
-        seq_rx.borrow_and_update();
+        let seq_rx = feed::watch_events(&store);
         let read = store
             .read(StoreConsistency::Linearizable, |v| Ok((v.sale(id)?, v.event_window()?)))
             .await
@@ -507,73 +476,50 @@ impl SaleSubscription {
         let (sale, (first, last)) = read.value;
         let Some(sale) = sale else { return Err(api_error(code::NOT_FOUND, format!("no sale with id {id}"))) };
         if let Some(a) = after_index {
-            check_window(a, first)?;
+            feed::check_window(a, first, "sale")?;
         }
-        let topic = sale_topic(id);
-        Ok(async_stream::stream! {
-            let mut cursor = match after_index {
-                Some(a) => a,
-                None => {
-                    yield Ok(update_of(last, &sale, now_ms()));
-                    last
-                }
-            };
-            let mut boundary = next_boundary(&sale, now_ms());
-            loop {
-                // Mark the watch seen before reading, so an event applied during the read wakes us.
-                seq_rx.borrow_and_update();
-                let batch = store
-                    .read(StoreConsistency::Local, |v| Ok((v.events_after(&topic, cursor, SUBSCRIPTION_READ_BATCH_MAX)?, v.event_window()?.0)))
-                    .await;
-                let (events, first) = match batch {
-                    Ok(r) => r.value,
-                    Err(e) => { yield Err(store_err(e)); break; }
-                };
-                if let Err(e) = check_window(cursor, first) {
-                    yield Err(e);
-                    break;
-                }
-                let full = events.len() == SUBSCRIPTION_READ_BATCH_MAX;
-                for e in events {
-                    cursor = e.seq;
-                    let EventPayload::Sale(u) = e.payload;
-                    yield Ok(SaleUpdate { index: e.seq, sale_id: ID(u.sale_id.to_string()), stock: u.stock, sold: u.sold, status: u.status.into() });
-                }
-                if full {
-                    continue;
-                }
-                let sleep = boundary.map(|b| Duration::from_millis((b - now_ms()).max(0) as u64 + 1));
-                tokio::select! {
-                    changed = seq_rx.changed() => if changed.is_err() { break },
-                    _ = async { match sleep { Some(d) => tokio::time::sleep(d).await, None => std::future::pending().await } } => {
-                        // The clock crossed startsAt or endsAt: no command marks that, so say it here.
+        let current = after_index.is_none().then(|| Ok(update_of(last, &sale, now_ms())));
+        // A sale opening or ending by the clock (startsAt, endsAt) is applied by no command, so
+        // the feed wakes at those times and the status read then is reported.
+        let ticks_ms = [sale.starts_at_ms, sale.ends_at_ms].into_iter().flatten().collect();
+        let follow = feed::follow(Follow {
+            store: store.clone(),
+            seq_rx,
+            topic: sale_topic(id),
+            after: after_index.unwrap_or(last),
+            reread: "sale",
+            guard: |_: &raft::ReadView| Ok(Ok(())),
+            ticks_ms,
+        });
+        let updates = follow.filter_map(move |item| {
+            let store = store.clone();
+            async move {
+                match item {
+                    Err(e) => Some(Err(e)),
+                    Ok(FeedItem::Event(e)) => match e.payload {
+                        EventPayload::Sale(u) => Some(Ok(SaleUpdate {
+                            index: e.seq,
+                            sale_id: ID(u.sale_id.to_string()),
+                            stock: u.stock,
+                            sold: u.sold,
+                            status: u.status.into(),
+                        })),
+                        _ => None,
+                    },
+                    Ok(FeedItem::Tick { cursor }) => {
                         let now = now_ms();
-                        if let Ok(r) = store.read(StoreConsistency::Local, |v| v.sale(id)).await {
-                            if let Some(s) = r.value {
-                                boundary = next_boundary(&s, now);
-                                yield Ok(update_of(cursor, &s, now));
-                            }
+                        match store.read(StoreConsistency::Local, |v| v.sale(id)).await {
+                            Ok(r) => r.value.map(|s| Ok(update_of(cursor, &s, now))),
+                            Err(e) => Some(Err(store_err(e))),
                         }
                     }
                 }
             }
-        })
+        });
+        Ok(futures::stream::iter(current).chain(updates))
     }
 }
 
 fn store_err(e: raft::StoreError) -> Error {
     store(e)
-}
-
-/// Events after `after` are all still retained only if nothing after it was pruned.
-fn check_window(after: u64, first_retained: u64) -> Result<(), Error> {
-    if first_retained > 0 && after + 1 < first_retained {
-        return Err(api_error(
-            code::INVALID_INPUT,
-            format!(
-                "events after index {after} are no longer retained (oldest kept: {first_retained}); re-read with `sale` and subscribe without afterIndex"
-            ),
-        ));
-    }
-    Ok(())
 }

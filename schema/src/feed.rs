@@ -1,0 +1,122 @@
+//! The one subscribe-and-replay loop every subscription uses (`saleUpdates`, `chatMessages`).
+//!
+//! A subscription holds no queue. It keeps a cursor (the last event number it delivered), reads
+//! its topic's events after the cursor from redb, yields them, and sleeps on the store's watch of
+//! the newest event number. Apply only bumps that watch, so a slow subscriber never slows apply
+//! and never grows memory: it just reads later. If it falls so far behind that its cursor leaves
+//! the retained window (`raft::events::EVENTS_RETAINED_MAX`), it ends with an error telling the
+//! client to re-read the state and subscribe afresh. The same code replays after `afterIndex`
+//! on a reconnect and follows live events, so there is no gap and no repeat between the two.
+
+use std::time::Duration;
+
+use async_graphql::Error;
+use futures::Stream;
+use raft::events::Event;
+use raft::{Consistency, ReadView, SmError, Store};
+use tokio::sync::watch;
+
+use crate::error::{api_error, code, store as store_err};
+use crate::now_ms;
+
+/// Events a subscription reads from the feed per wake-up; it keeps reading until caught up.
+pub const SUBSCRIPTION_READ_BATCH_MAX: usize = 256;
+
+/// What a followed feed yields.
+pub(crate) enum FeedItem {
+    /// An event of the topic, in feed order.
+    Event(Event),
+    /// One of the wall-clock times the subscription asked to be woken at has passed; `cursor`
+    /// is the last event number delivered so far.
+    Tick { cursor: u64 },
+}
+
+/// A watch of the newest event number, marked seen. Take it *before* the subscription's initial
+/// read: an event applied between the two then still wakes the loop.
+pub(crate) fn watch_events(store: &Store) -> watch::Receiver<u64> {
+    let mut rx = store.event_seq();
+    rx.borrow_and_update();
+    rx
+}
+
+/// Events after `after` are all still retained only if nothing after it was pruned. `reread`
+/// names the query that gives the client the current state again.
+pub(crate) fn check_window(after: u64, first_retained: u64, reread: &str) -> Result<(), Error> {
+    if first_retained > 0 && after + 1 < first_retained {
+        return Err(api_error(
+            code::INVALID_INPUT,
+            format!(
+                "events after index {after} are no longer retained (oldest kept: {first_retained}); re-read with `{reread}` first, then subscribe without afterIndex"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// How to follow one topic.
+pub(crate) struct Follow<G> {
+    /// The store to read from.
+    pub store: Store,
+    /// From [`watch_events`], taken before the caller's initial read.
+    pub seq_rx: watch::Receiver<u64>,
+    /// The topic.
+    pub topic: String,
+    /// The last event number the client has; replay starts after it.
+    pub after: u64,
+    /// The query a client that fell behind the window should re-read.
+    pub reread: &'static str,
+    /// Read in the same view as every batch, before it is yielded: an error ends the stream
+    /// (say, the viewer is no longer a participant of the chat).
+    pub guard: G,
+    /// Wall-clock times (ms since the epoch) at which to yield a [`FeedItem::Tick`]: state that
+    /// changes by the clock alone, with no command and so no event (a sale opening at startsAt).
+    pub ticks_ms: Vec<i64>,
+}
+
+/// Follows a topic from `after`: replay, then live events, ending only with an error or when the
+/// store shuts down.
+pub(crate) fn follow<G>(f: Follow<G>) -> impl Stream<Item = Result<FeedItem, Error>> + Send
+where
+    G: Fn(&ReadView) -> Result<Result<(), Error>, SmError> + Send + Sync + 'static,
+{
+    let Follow { store, mut seq_rx, topic, after, reread, guard, mut ticks_ms } = f;
+    ticks_ms.sort_unstable();
+    async_stream::stream! {
+        let mut cursor = after;
+        loop {
+            // Mark the watch seen before reading, so an event applied during the read wakes us.
+            seq_rx.borrow_and_update();
+            let batch = store
+                .read(Consistency::Local, |v| {
+                    let allowed = guard(v)?;
+                    Ok((allowed, v.events_after(&topic, cursor, SUBSCRIPTION_READ_BATCH_MAX)?, v.event_window()?.0))
+                })
+                .await;
+            let (allowed, events, first) = match batch {
+                Ok(r) => r.value,
+                Err(e) => { yield Err(store_err(e)); break; }
+            };
+            if let Err(e) = allowed.and_then(|()| check_window(cursor, first, reread)) {
+                yield Err(e);
+                break;
+            }
+            let full = events.len() == SUBSCRIPTION_READ_BATCH_MAX;
+            for e in events {
+                cursor = e.seq;
+                yield Ok(FeedItem::Event(e));
+            }
+            if full {
+                continue;
+            }
+            let now = now_ms();
+            ticks_ms.retain(|t| *t > now);
+            let sleep = ticks_ms.first().map(|t| Duration::from_millis((t - now) as u64 + 1));
+            tokio::select! {
+                changed = seq_rx.changed() => if changed.is_err() { break },
+                _ = async { match sleep { Some(d) => tokio::time::sleep(d).await, None => std::future::pending().await } } => {
+                    yield Ok(FeedItem::Tick { cursor });
+                }
+            }
+        }
+    }
+}
