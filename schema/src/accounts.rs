@@ -2,7 +2,10 @@
 
 use async_graphql::{Context, Enum, Error, InputObject, Object, SimpleObject, ID};
 use chrono::{DateTime, Utc};
-use raft::{names, Command, Consistency as StoreConsistency, Response, Role as StoreRole, User as StoredUser};
+use raft::state_machine::accounts::check_profile;
+use raft::{
+    names, Command, Consistency as StoreConsistency, ProfileChange, Response, Role as StoreRole, User as StoredUser,
+};
 
 use crate::auth::{self, viewer};
 use crate::error::{api_error, code, domain, invalid, store};
@@ -13,8 +16,8 @@ use crate::{ms_to_datetime, now_ms, ApiContext, Consistency};
 pub const PASSWORD_CHARS_MIN: usize = 8;
 /// See [`PASSWORD_CHARS_MIN`].
 pub const PASSWORD_CHARS_MAX: usize = 128;
-/// Longest display name, in characters.
-pub const DISPLAY_NAME_CHARS_MAX: usize = 50;
+/// Longest display name, in characters (the state machine's rule).
+pub const DISPLAY_NAME_CHARS_MAX: usize = raft::state_machine::accounts::DISPLAY_NAME_CHARS_MAX;
 /// Longest e-mail address, in bytes (RFC 5321).
 pub const EMAIL_BYTES_MAX: usize = 254;
 
@@ -94,6 +97,17 @@ pub struct RegisterInput {
     pub reservation_token: Option<String>,
 }
 
+/// Profile fields to change; omitted fields stay as they are.
+#[derive(InputObject)]
+pub struct UpdateProfileInput {
+    /// Up to 50 characters.
+    pub display_name: Option<String>,
+    /// Up to 500 characters.
+    pub bio: Option<String>,
+    /// An absolute http(s) URL, up to 2048 bytes; "" removes it.
+    pub avatar_url: Option<String>,
+}
+
 fn check_password(password: &str) -> Result<(), Error> {
     let n = password.chars().count();
     if !(PASSWORD_CHARS_MIN..=PASSWORD_CHARS_MAX).contains(&n) {
@@ -106,14 +120,7 @@ fn check_password(password: &str) -> Result<(), Error> {
 }
 
 fn check_display_name(name: &str) -> Result<(), Error> {
-    let n = name.chars().count();
-    if n > DISPLAY_NAME_CHARS_MAX {
-        return Err(invalid("displayName", format!("must be at most {DISPLAY_NAME_CHARS_MAX} characters, got {n}")));
-    }
-    if name.chars().any(char::is_control) {
-        return Err(invalid("displayName", "must not contain control characters"));
-    }
-    Ok(())
+    raft::state_machine::accounts::check_display_name(name).map_err(|m| invalid("displayName", m))
 }
 
 fn check_email(email: &str) -> Result<(), Error> {
@@ -281,6 +288,17 @@ impl AccountMutation {
             cooldown_ms: api.config.username_cooldown_secs.saturating_mul(1000),
         };
         let user = expect_user(api.store.propose(cmd).await.map_err(store)?)?;
+        Ok(UserObject { user, show_private: true })
+    }
+
+    /// Changes the viewer's own profile. Each field is checked (INVALID_INPUT names the field).
+    async fn update_profile(&self, ctx: &Context<'_>, input: UpdateProfileInput) -> Result<UserObject, Error> {
+        let api = ctx.data::<ApiContext>()?;
+        let me = viewer(ctx).await?;
+        let change = ProfileChange { display_name: input.display_name, bio: input.bio, avatar_url: input.avatar_url };
+        check_profile(&change).map_err(|(field, m)| invalid(field, m))?;
+        let user =
+            expect_user(api.store.propose(Command::UpdateProfile { user_id: me.id, change }).await.map_err(store)?)?;
         Ok(UserObject { user, show_private: true })
     }
 

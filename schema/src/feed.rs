@@ -120,3 +120,20 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cursor_behind_the_window_is_told_to_re_read() {
+        // Phase 1: a cursor just before the oldest retained event loses nothing; an empty feed
+        // (first retained 0) accepts any cursor.
+        assert!(check_window(99, 100, "messages").is_ok());
+        assert!(check_window(5, 0, "messages").is_ok());
+        // Phase 2: one further back, events were pruned: the error says what to re-read.
+        let e = check_window(98, 100, "messages").expect_err("behind the window");
+        assert!(e.message.contains("re-read with `messages`"), "{}", e.message);
+        assert!(e.message.contains("oldest kept: 100"), "{}", e.message);
+    }
+}

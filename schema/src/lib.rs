@@ -10,13 +10,15 @@
 //! - `feed`: the subscribe-and-replay loop every subscription uses.
 //! - `auth`: argon2id password hashes, bearer JWTs, the viewer and the admin guard.
 //! - `usernames`: availability with suggestions, reservations.
-//! - `accounts`: register, login, viewer, users, renames, deletion.
+//! - `accounts`: register, login, viewer, users, profiles, renames, deletion.
 //! - `cluster`: the cluster's state and admin operations.
+//! - `chats`: chats, participants, messages, `chatMessages`.
 //! - `sales`: products, flash sales, purchases, orders, leaderboard, `saleUpdates`.
 //! - `observe`: per-operation timings for metrics.
 
 pub mod accounts;
 pub mod auth;
+pub mod chats;
 pub mod cluster;
 pub mod error;
 pub mod feed;
@@ -89,7 +91,13 @@ pub enum Consistency {
 
 /// All queries.
 #[derive(MergedObject, Default)]
-pub struct Query(usernames::UsernameQuery, accounts::AccountQuery, cluster::ClusterQuery, sales::SaleQuery);
+pub struct Query(
+    usernames::UsernameQuery,
+    accounts::AccountQuery,
+    cluster::ClusterQuery,
+    sales::SaleQuery,
+    chats::ChatQuery,
+);
 
 /// All mutations.
 #[derive(MergedObject, Default)]
@@ -98,11 +106,12 @@ pub struct Mutation(
     accounts::AccountMutation,
     cluster::ClusterMutation,
     sales::SaleMutation,
+    chats::ChatMutation,
 );
 
 /// All subscriptions.
 #[derive(MergedSubscription, Default)]
-pub struct Subscription(sales::SaleSubscription);
+pub struct Subscription(sales::SaleSubscription, chats::ChatSubscription);
 
 /// The schema type.
 pub type AppSchema = Schema<Query, Mutation, Subscription>;
