@@ -30,6 +30,8 @@ use tokio::task::JoinSet;
 // `src/bin/loadgen/` instead.
 #[path = "loadgen/purchase.rs"]
 mod purchase;
+#[path = "loadgen/subscribers.rs"]
+mod subscribers;
 
 /// How often the progress line is printed.
 const PROGRESS_INTERVAL_MS: u64 = 1_000;
@@ -117,13 +119,24 @@ enum ScenarioCommand {
         #[command(flatten)]
         burst: purchase::BurstArgs,
     },
+    /// Fan-out: N `chatMessages` subscriptions on the first node, messages sent at a fixed rate
+    /// through it; reports deliveries per second and the send-to-delivery delay.
+    Subscribers {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        fanout: subscribers::SubscribersArgs,
+    },
 }
 
 impl ScenarioCommand {
     /// The flags every scenario takes.
     fn common(&self) -> &Common {
         match self {
-            Self::Claims { common, .. } | Self::Checks { common, .. } | Self::PurchaseBurst { common, .. } => common,
+            Self::Claims { common, .. }
+            | Self::Checks { common, .. }
+            | Self::PurchaseBurst { common, .. }
+            | Self::Subscribers { common, .. } => common,
         }
     }
 }
@@ -347,6 +360,7 @@ async fn build_scenario(
             let burst = purchase::setup(client, burst, common.concurrency as usize, run_id).await?;
             Ok(Scenario::PurchaseBurst(Box::new(burst)))
         }
+        ScenarioCommand::Subscribers { .. } => bail!("the subscribers scenario has no closed-loop workers"),
     }
 }
 
@@ -722,6 +736,20 @@ async fn run_cli(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(id) => id.clone(),
         None => random_run_id(&mut rand::rng()),
     };
+    if let ScenarioCommand::Subscribers { fanout, .. } = &cli.scenario {
+        // Not closed-loop workers: N sockets listening, one sender at a fixed rate.
+        let report = subscribers::run(&client, &common.nodes[0], fanout, common.duration, &run_id).await?;
+        if common.json {
+            println!("{}", serde_json::to_string(&report)?);
+        } else {
+            report.print_table();
+        }
+        if !report.complete() {
+            eprintln!("some deliveries are missing, out of order, or sockets failed");
+            return Ok(ExitCode::FAILURE);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let scenario = build_scenario(&cli.scenario, common, &client, run_id).await?;
 
     let started = Instant::now();
