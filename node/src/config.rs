@@ -64,12 +64,35 @@ pub struct Config {
     /// Entries kept in the log behind a snapshot.
     #[arg(long, env = "NODE_LOGS_KEPT_AFTER_SNAPSHOT", default_value_t = 1_000)]
     pub logs_kept_after_snapshot: u64,
+    /// Take the id from the host name's trailing ordinal plus one (`raftgraph-0` is id 1), as a
+    /// Kubernetes StatefulSet names its pods; overrides --id.
+    #[arg(long, env = "NODE_ID_FROM_HOSTNAME", default_value_t = false)]
+    pub id_from_hostname: bool,
+    /// Do not serve: GET /health of the node at --listen and exit 0 if it answers 200, 1
+    /// otherwise. For container health checks: the image has no shell and no curl.
+    #[arg(long)]
+    pub health_check: bool,
 }
 
 impl Config {
     /// Configuration with every default, for tests and embedding.
     pub fn defaults() -> Self {
         Config::parse_from(["node"])
+    }
+
+    /// Applies `--id-from-hostname`, reading the host name from `hostname` (usually the
+    /// `HOSTNAME` environment variable).
+    pub fn resolve_id(&mut self, hostname: Option<&str>) -> Result<(), String> {
+        if !self.id_from_hostname {
+            return Ok(());
+        }
+        let host = hostname.ok_or("--id-from-hostname: the host name is unknown (HOSTNAME is not set)")?;
+        let ordinal = host
+            .rsplit_once('-')
+            .and_then(|(_, n)| n.parse::<u64>().ok())
+            .ok_or_else(|| format!("--id-from-hostname: host name {host:?} does not end in -<ordinal>"))?;
+        self.id = ordinal + 1;
+        Ok(())
     }
 
     /// The address peers reach this node at.
@@ -164,5 +187,18 @@ mod tests {
         assert!(parse(&["--id", "4", "--peers", peers]).validate().unwrap_err().contains("must include"));
         assert!(parse(&["--peers", "x=a:1"]).validate().unwrap_err().contains("not a number"));
         assert!(parse(&["--heartbeat-ms", "600"]).validate().unwrap_err().contains("election"));
+    }
+
+    // StatefulSet pods are named <set>-<ordinal> from 0; ids start at 1.
+    #[test]
+    fn id_from_hostname_uses_the_ordinal_plus_one() {
+        let mut c = parse(&["--id-from-hostname"]);
+        c.resolve_id(Some("raftgraph-2")).expect("ordinal");
+        assert_eq!(c.id, 3);
+        assert!(parse(&["--id-from-hostname"]).resolve_id(Some("raftgraph")).unwrap_err().contains("ordinal"));
+        assert!(parse(&["--id-from-hostname"]).resolve_id(None).unwrap_err().contains("HOSTNAME"));
+        let mut plain = parse(&["--id", "7"]);
+        plain.resolve_id(Some("x-1")).expect("no-op");
+        assert_eq!(plain.id, 7);
     }
 }

@@ -81,6 +81,28 @@ fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How long `--health-check` waits for an answer.
+pub const HEALTH_CHECK_TIMEOUT_MS: u64 = 2_000;
+
+/// GETs `/health` of the node listening on `listen` (a wildcard host means this machine) and
+/// returns the process exit code: 0 when it answers 200, 1 otherwise.
+pub async fn health_check(listen: &str) -> i32 {
+    let addr = match listen.rsplit_once(':') {
+        Some(("0.0.0.0" | "[::]" | "", port)) => format!("127.0.0.1:{port}"),
+        _ => listen.to_string(),
+    };
+    let client = reqwest::Client::builder().timeout(std::time::Duration::from_millis(HEALTH_CHECK_TIMEOUT_MS)).build();
+    let ok = match client {
+        Ok(c) => matches!(c.get(format!("http://{addr}/health")).send().await, Ok(r) if r.status().is_success()),
+        Err(_) => false,
+    };
+    if ok {
+        0
+    } else {
+        1
+    }
+}
+
 /// Runs a node until `shutdown` resolves: serves on `listener`, forms or joins the cluster,
 /// then drains (stops accepting, finishes in-flight requests) and stops Raft.
 pub async fn run(

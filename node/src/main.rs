@@ -9,7 +9,11 @@ async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,openraft=warn")))
         .init();
-    let config = node::Config::parse();
+    let mut config = node::Config::parse();
+    if config.health_check {
+        std::process::exit(node::health_check(&config.listen).await);
+    }
+    config.resolve_id(std::env::var("HOSTNAME").ok().as_deref()).map_err(anyhow::Error::msg)?;
     config.validate().map_err(anyhow::Error::msg).context("invalid configuration")?;
     let listener =
         tokio::net::TcpListener::bind(&config.listen).await.with_context(|| format!("bind {}", config.listen))?;

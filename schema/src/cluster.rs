@@ -105,7 +105,7 @@ impl ClusterMutation {
         Ok(api.store.cluster_status().into())
     }
 
-    /// Makes `voterIds` the voters; members not listed stay as learners.
+    /// Makes `voterIds` the voters. Voters left out leave the cluster; learners stay learners.
     async fn change_membership(&self, ctx: &Context<'_>, voter_ids: Vec<u64>) -> Result<Cluster, Error> {
         admin(ctx).await?;
         if voter_ids.is_empty() {
