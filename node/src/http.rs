@@ -114,7 +114,7 @@ async fn playground() -> Html<String> {
 }
 
 async fn ready(State(state): State<AppState>) -> (StatusCode, &'static str) {
-    if state.store.is_ready() {
+    if state.store.is_ready().await {
         (StatusCode::OK, "ready")
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready: no leader known yet, or still applying the log")

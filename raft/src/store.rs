@@ -22,6 +22,9 @@ use crate::types::{Batch, BatchResponse, NodeId, Proposal, Raft};
 
 /// How long a client should wait before retrying after UNAVAILABLE.
 pub const RETRY_AFTER_MS: u64 = 500;
+/// A node is ready while it has applied all but at most this many committed entries: under
+/// load some committed entries always wait for apply, and readiness must not flap with that.
+pub const READY_APPLY_LAG_MAX: u64 = 1_000;
 
 /// Why the store could not serve a request. Business rule refusals are not errors here: they
 /// come back as [`Response::Rejected`].
@@ -372,11 +375,15 @@ impl Store {
         self.inner.raft.with_raft_state(|st| st.committed.map_or(0, |l| l.index)).await.unwrap_or(0)
     }
 
-    /// True once this node knows a leader and has applied the log up to the leader's commit
-    /// point as far as it knows (its own log's end).
-    pub fn is_ready(&self) -> bool {
-        let m = self.inner.raft.metrics().borrow().clone();
-        m.current_leader.is_some() && m.last_applied.map_or(0, |l| l.index) >= m.last_log_index.unwrap_or(0)
+    /// True while this node knows a leader and has applied the committed log (up to
+    /// [`READY_APPLY_LAG_MAX`] entries still on their way to apply).
+    pub async fn is_ready(&self) -> bool {
+        let (leader, applied) = {
+            let m = self.inner.raft.metrics();
+            let m = m.borrow();
+            (m.current_leader, m.last_applied.map_or(0, |l| l.index))
+        };
+        leader.is_some() && self.committed_index().await <= applied + READY_APPLY_LAG_MAX
     }
 
     /// Forms the initial cluster, or rejoins it. With existing data this does nothing: the node
@@ -613,11 +620,12 @@ impl Inner {
         self.stats.commands.fetch_add(commands as u64, Ordering::Relaxed);
     }
 
-    /// A leader that has not heard from a quorum for this long refuses writes at once instead
-    /// of letting them wait for a commit that may never come.
+    /// A leader that has not heard from a quorum for longer than the minimum election timeout
+    /// refuses writes at once instead of letting them wait for a commit that may never come.
+    /// A leader that has not heard from one *yet* (just elected) is not stale: writes wait.
     fn quorum_is_stale(&self, m: &RaftMetrics<NodeId, BasicNode>) -> bool {
         let voters = m.membership_config.membership().voter_ids().count();
-        voters > 1 && m.millis_since_quorum_ack.is_none_or(|ms| ms > self.config.election_timeout_min_ms)
+        voters > 1 && m.millis_since_quorum_ack.is_some_and(|ms| ms > self.config.election_timeout_min_ms)
     }
 
     fn write_error(&self, e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>) -> ForwardError {
