@@ -252,6 +252,36 @@ pub enum Command {
         /// The sender's key: a repeat returns the first message rather than a duplicate.
         client_message_id: String,
     },
+    /// `follower` follows `followee` (idempotent; following oneself is refused).
+    Follow {
+        /// Who follows.
+        follower: u64,
+        /// Whom.
+        followee: u64,
+    },
+    /// `follower` stops following `followee` (idempotent).
+    Unfollow {
+        /// Who unfollows.
+        follower: u64,
+        /// Whom.
+        followee: u64,
+    },
+    /// Post a tweet; hashtags and mentions are extracted at apply.
+    PostTweet {
+        /// The author.
+        author: u64,
+        /// 1 to 280 grapheme clusters.
+        body: String,
+        /// The tweet this replies to, if any.
+        reply_to: Option<u64>,
+    },
+    /// Delete a tweet (its author only) and every index entry that names it.
+    DeleteTweet {
+        /// Who asks; must be the author.
+        actor: u64,
+        /// The tweet.
+        tweet_id: u64,
+    },
 }
 
 /// Profile fields to change; `None` leaves a field as it is.
@@ -283,6 +313,10 @@ impl Command {
             Command::AddParticipants { .. } => "add_participants",
             Command::RemoveParticipant { .. } => "remove_participant",
             Command::SendMessage { .. } => "send_message",
+            Command::Follow { .. } => "follow",
+            Command::Unfollow { .. } => "unfollow",
+            Command::PostTweet { .. } => "post_tweet",
+            Command::DeleteTweet { .. } => "delete_tweet",
         }
     }
 }
@@ -314,6 +348,18 @@ pub enum Response {
     Chat(crate::state_machine::chats::Chat),
     /// A message was sent (or an earlier one with the same client message id is returned).
     Message(crate::state_machine::chats::Message),
+    /// A follow or unfollow was applied (or was already in effect); the followee's id.
+    Followed {
+        /// Whom the command named.
+        followee: u64,
+    },
+    /// A tweet was posted.
+    Tweet(crate::state_machine::tweets::Tweet),
+    /// A tweet was deleted.
+    TweetDeleted {
+        /// Its id.
+        tweet_id: u64,
+    },
     /// The command broke a rule and changed nothing.
     Rejected(DomainError),
 }

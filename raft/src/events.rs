@@ -46,6 +46,8 @@ pub enum EventPayload {
     Sale(SaleUpdate),
     /// A message was sent to a chat.
     ChatMessage(Message),
+    /// A tweet was posted (on [`TWEETS_TOPIC`]).
+    Tweet(crate::state_machine::tweets::Tweet),
 }
 
 /// One event of the feed.
@@ -70,3 +72,8 @@ pub fn sale_topic(sale_id: u64) -> String {
 pub fn chat_topic(chat_id: u64) -> String {
     format!("chat/{chat_id}")
 }
+
+/// The one topic every new tweet is emitted on. `timelineUpdates` follows it and keeps the
+/// tweets of authors the viewer follows, read from the `follows` table in the same view: one
+/// cursor and one range read per wake-up, however many accounts the viewer follows.
+pub const TWEETS_TOPIC: &str = "tweets";

@@ -11,6 +11,7 @@ mod feed;
 pub mod sales;
 mod snapshot;
 pub(crate) mod tables;
+pub mod tweets;
 
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
@@ -225,6 +226,10 @@ fn apply_command(t: &mut Tables, now: i64, command: Command) -> Result<Response,
         Command::SendMessage { sender_id, chat_id, body, client_message_id } => {
             chats::send_message(t, now, sender_id, chat_id, body, client_message_id)
         }
+        Command::Follow { follower, followee } => tweets::follow(t, follower, followee),
+        Command::Unfollow { follower, followee } => tweets::unfollow(t, follower, followee),
+        Command::PostTweet { author, body, reply_to } => tweets::post_tweet(t, now, author, body, reply_to),
+        Command::DeleteTweet { actor, tweet_id } => tweets::delete_tweet(t, actor, tweet_id),
     }
 }
 

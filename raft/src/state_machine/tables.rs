@@ -48,6 +48,22 @@ pub(crate) const CHATS_BY_USER: StateTable = TableDefinition::new("chats_by_user
 pub(crate) const MESSAGES: StateTable = TableDefinition::new("messages");
 /// (chat id, sender id, client message id) -> message seq: a repeated send returns the first.
 pub(crate) const MESSAGE_DEDUPE: StateTable = TableDefinition::new("message_dedupe");
+/// Tweets by id -> `Tweet` (a deleted tweet's row is removed with every index entry).
+pub(crate) const TWEETS: StateTable = TableDefinition::new("tweets");
+/// (author id, tweet id) -> empty: an author's tweets, read newest first by a reverse range.
+pub(crate) const TWEETS_BY_AUTHOR: StateTable = TableDefinition::new("tweets_by_author");
+/// (follower id, followee id) -> empty: whom a user follows (the timeline's merge inputs).
+pub(crate) const FOLLOWS: StateTable = TableDefinition::new("follows");
+/// (followee id, follower id) -> empty: a user's followers.
+pub(crate) const FOLLOWERS: StateTable = TableDefinition::new("followers");
+/// User id -> (following, followers) as two big-endian u64: counts without a range count.
+pub(crate) const FOLLOW_COUNTS: StateTable = TableDefinition::new("follow_counts");
+/// (lowercased tag, 0, tweet id) -> empty: tweets by hashtag.
+pub(crate) const HASHTAGS: StateTable = TableDefinition::new("hashtags");
+/// (mentioned user id, tweet id) -> empty: tweets that mention an account.
+pub(crate) const MENTIONS: StateTable = TableDefinition::new("mentions");
+/// (folded word, 0, tweet id) -> empty: the inverted index `searchTweets` reads.
+pub(crate) const SEARCH: StateTable = TableDefinition::new("search");
 /// (topic, 0, seq) -> `Event`: the event feed, read by topic from a sequence number.
 pub(crate) const EVENTS: StateTable = TableDefinition::new("events");
 /// seq -> topic: the feed in global order, so pruning the oldest events needs no scan.
@@ -73,6 +89,14 @@ pub(crate) const STATE_TABLES: &[StateTable] = &[
     CHATS_BY_USER,
     MESSAGES,
     MESSAGE_DEDUPE,
+    TWEETS,
+    TWEETS_BY_AUTHOR,
+    FOLLOWS,
+    FOLLOWERS,
+    FOLLOW_COUNTS,
+    HASHTAGS,
+    MENTIONS,
+    SEARCH,
     EVENTS,
     EVENT_LOG,
 ];
@@ -90,6 +114,7 @@ pub(crate) const COUNTER_NEXT_PRODUCT_ID: &[u8] = b"next_product_id";
 pub(crate) const COUNTER_NEXT_SALE_ID: &[u8] = b"next_sale_id";
 pub(crate) const COUNTER_NEXT_ORDER_ID: &[u8] = b"next_order_id";
 pub(crate) const COUNTER_NEXT_CHAT_ID: &[u8] = b"next_chat_id";
+pub(crate) const COUNTER_NEXT_TWEET_ID: &[u8] = b"next_tweet_id";
 pub(crate) const COUNTER_NEXT_EVENT_SEQ: &[u8] = b"next_event_seq";
 
 /// Encodes an id as a key that sorts numerically.
@@ -149,6 +174,14 @@ pub(crate) struct Tables<'txn> {
     pub chats_by_user: BytesTable<'txn>,
     pub messages: BytesTable<'txn>,
     pub message_dedupe: BytesTable<'txn>,
+    pub tweets: BytesTable<'txn>,
+    pub tweets_by_author: BytesTable<'txn>,
+    pub follows: BytesTable<'txn>,
+    pub followers: BytesTable<'txn>,
+    pub follow_counts: BytesTable<'txn>,
+    pub hashtags: BytesTable<'txn>,
+    pub mentions: BytesTable<'txn>,
+    pub search: BytesTable<'txn>,
     pub events: BytesTable<'txn>,
     pub event_log: BytesTable<'txn>,
     /// Events emitted by the commands applied so far in this batch, numbered at the end.
@@ -175,6 +208,14 @@ impl<'txn> Tables<'txn> {
             chats_by_user: txn.open_table(CHATS_BY_USER)?,
             messages: txn.open_table(MESSAGES)?,
             message_dedupe: txn.open_table(MESSAGE_DEDUPE)?,
+            tweets: txn.open_table(TWEETS)?,
+            tweets_by_author: txn.open_table(TWEETS_BY_AUTHOR)?,
+            follows: txn.open_table(FOLLOWS)?,
+            followers: txn.open_table(FOLLOWERS)?,
+            follow_counts: txn.open_table(FOLLOW_COUNTS)?,
+            hashtags: txn.open_table(HASHTAGS)?,
+            mentions: txn.open_table(MENTIONS)?,
+            search: txn.open_table(SEARCH)?,
             events: txn.open_table(EVENTS)?,
             event_log: txn.open_table(EVENT_LOG)?,
             pending_events: Vec::new(),

@@ -1,0 +1,602 @@
+//! Tweets, follows, timelines, hashtags, mentions and search, as apply functions over redb
+//! tables and reads on a [`ReadView`].
+//!
+//! Tweet ids come from one replicated counter, so they are global and increasing: "newest first"
+//! is "descending id" everywhere, and a cursor that is a tweet id stays exact however many tweets
+//! arrive between two page requests. Every secondary index is a set of keys ending in the tweet
+//! id (per author, per hashtag, per mentioned user, per search word), read newest first with a
+//! reverse range; the home timeline merges the per-author ranges of the accounts the viewer
+//! follows (fan-out on read). Hashtags, mentions and search words are extracted here, at apply,
+//! by pure functions of the body and the state, so every node builds the same indexes; deleting
+//! a tweet extracts them again from the stored body and removes every entry.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, BinaryHeap};
+
+use redb::{ReadableTable, ReadableTableMetadata};
+use serde::{Deserialize, Serialize};
+use unicode_normalization::char::is_combining_mark;
+use unicode_normalization::UnicodeNormalization;
+use unicode_segmentation::UnicodeSegmentation;
+
+use super::accounts::NameRecord;
+use super::tables::{self, get_json, id_key, key, put_json, Tables};
+use super::{ReadView, SmError};
+use crate::command::{DomainError, ErrorCode, Response, User};
+use crate::events::{EventPayload, TWEETS_TOPIC};
+use crate::names;
+
+/// Longest tweet, in grapheme clusters (what a reader sees as one character: an emoji with skin
+/// tone and joiners is one).
+pub const TWEET_GRAPHEMES_MAX: usize = 280;
+/// Most accounts one user may follow. Bounds the k-way merge of a home timeline page.
+pub const FOLLOWING_MAX: u64 = 5_000;
+/// Longest hashtag or search word kept in an index, in bytes; longer ones are cut there, at a
+/// character boundary, both when indexing and when querying, so they still match.
+pub const TOKEN_BYTES_MAX: usize = 64;
+/// Most distinct words a search query may name.
+pub const SEARCH_WORDS_MAX: usize = 8;
+/// Most index rows one search page may visit before it stops with what it found. Bounds a
+/// search whose words are common but rarely together.
+pub const SEARCH_ROWS_READ_MAX: usize = 200_000;
+
+/// A tweet as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tweet {
+    /// Global, increasing id from 1; also the tweet's cursor in every connection.
+    pub id: u64,
+    /// Who posted it.
+    pub author_id: u64,
+    /// The text, 1 to [`TWEET_GRAPHEMES_MAX`] grapheme clusters.
+    pub body: String,
+    /// The tweet it answers, if any (it may have been deleted since).
+    pub reply_to: Option<u64>,
+    /// When it was applied (state machine time).
+    pub created_at_ms: i64,
+    /// Lowercased hashtags, without '#', in order of first appearance.
+    pub hashtags: Vec<String>,
+    /// Accounts the body mentions, resolved at apply (names without an account stay text).
+    pub mention_ids: Vec<u64>,
+    /// Replies that exist now (deleting a reply decrements it).
+    pub reply_count: u64,
+}
+
+/// Checks a tweet body; the schema calls it as a fast path, apply as the rule. The count is in
+/// grapheme clusters (unicode-segmentation, deterministic for the version in Cargo.lock).
+pub fn check_tweet_body(body: &str) -> Result<(), String> {
+    let n = body.graphemes(true).count();
+    if n == 0 || n > TWEET_GRAPHEMES_MAX || body.trim().is_empty() {
+        return Err(format!("must be 1 to {TWEET_GRAPHEMES_MAX} characters and not blank, got {n}"));
+    }
+    Ok(())
+}
+
+fn cut(mut s: String) -> String {
+    if s.len() > TOKEN_BYTES_MAX {
+        let mut end = TOKEN_BYTES_MAX;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
+    s
+}
+
+/// Folds text for search: NFKD, combining marks dropped (accents), lowercased.
+fn fold(text: &str) -> String {
+    text.nfkd().filter(|c| !is_combining_mark(*c)).flat_map(char::to_lowercase).collect()
+}
+
+/// The search words of `text`, in order, repeats kept: folded, split at anything that is not a
+/// letter or digit.
+pub fn words(text: &str) -> Vec<String> {
+    fold(text).split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(|w| cut(w.to_string())).collect()
+}
+
+fn is_tag_char(c: char) -> bool {
+    c.is_alphanumeric() || c == '_'
+}
+
+/// Runs of characters after `sigil` (at the start or after a character that is not part of a
+/// word, so `a#b` and `mail@host` are neither tags nor mentions), as `is_part` accepts them.
+fn sigil_runs(body: &str, sigil: char, is_part: impl Fn(char) -> bool) -> Vec<String> {
+    let chars: Vec<char> = body.chars().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let starts = chars[i] == sigil && (i == 0 || !is_tag_char(chars[i - 1]));
+        if starts {
+            let run: String = chars[i + 1..].iter().take_while(|c| is_part(**c)).collect();
+            i += 1 + run.chars().count();
+            if !run.is_empty() {
+                out.push(run);
+            }
+        } else {
+            i += 1;
+        }
+    }
+    out
+}
+
+/// Hashtags of a body: `#word` (letters, digits, '_'), lowercased, each once, in order.
+pub fn hashtags(body: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for tag in sigil_runs(body, '#', is_tag_char) {
+        let tag = cut(tag.to_lowercase());
+        if !out.contains(&tag) {
+            out.push(tag);
+        }
+    }
+    out
+}
+
+/// Normalizes a hashtag given to `tweetsByHashtag` ("#Rust", "rust" and "RUST" are one tag).
+pub fn normalize_tag(tag: &str) -> String {
+    cut(tag.trim().trim_start_matches('#').to_lowercase())
+}
+
+/// Names a body mentions (`@name`: letters, digits, '_' or '.', trailing dots dropped), each
+/// once, as typed.
+pub fn mention_names(body: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for name in sigil_runs(body, '@', |c| is_tag_char(c) || c == '.') {
+        let name = name.trim_end_matches('.').to_string();
+        if !name.is_empty() && !out.contains(&name) {
+            out.push(name);
+        }
+    }
+    out
+}
+
+fn reject(code: ErrorCode, message: impl Into<String>) -> Result<Response, SmError> {
+    Ok(Response::Rejected(DomainError::new(code, message)))
+}
+
+fn pair_key(a: u64, b: u64) -> Vec<u8> {
+    key(&[&a.to_be_bytes(), &b.to_be_bytes()])
+}
+
+fn token_key(token: &str, tweet_id: u64) -> Vec<u8> {
+    key(&[token.as_bytes(), &[0], &tweet_id.to_be_bytes()])
+}
+
+fn tail_id(k: &[u8]) -> Result<u64, SmError> {
+    k.len()
+        .checked_sub(8)
+        .and_then(|at| k[at..].try_into().ok())
+        .map(u64::from_be_bytes)
+        .ok_or(SmError::Corrupt("short tweet index key"))
+}
+
+fn user_exists(t: &Tables, user_id: u64) -> Result<bool, SmError> {
+    Ok(get_json::<User>(&t.users, &id_key(user_id))?.is_some())
+}
+
+/// (following, followers) of a user.
+fn counts_in(table: &impl ReadableTable<&'static [u8], &'static [u8]>, user: u64) -> Result<(u64, u64), SmError> {
+    Ok(match table.get(id_key(user).as_slice())? {
+        Some(v) => {
+            let b = v.value();
+            if b.len() != 16 {
+                return Err(SmError::Corrupt("follow counts are not 16 bytes"));
+            }
+            let half = |r: std::ops::Range<usize>| u64::from_be_bytes(b[r].try_into().unwrap_or([0; 8]));
+            (half(0..8), half(8..16))
+        }
+        None => (0, 0),
+    })
+}
+
+/// Adds `d_following` and `d_followers` to a user's counts.
+fn bump_counts(t: &mut Tables, user: u64, d_following: i64, d_followers: i64) -> Result<(), SmError> {
+    let (following, followers) = counts_in(&t.follow_counts, user)?;
+    let following = following.checked_add_signed(d_following).ok_or(SmError::Corrupt("following count underflow"))?;
+    let followers = followers.checked_add_signed(d_followers).ok_or(SmError::Corrupt("follower count underflow"))?;
+    let bytes = key(&[&following.to_be_bytes(), &followers.to_be_bytes()]);
+    t.follow_counts.insert(id_key(user).as_slice(), bytes.as_slice())?;
+    Ok(())
+}
+
+pub(crate) fn follow(t: &mut Tables, follower: u64, followee: u64) -> Result<Response, SmError> {
+    if follower == followee {
+        return reject(ErrorCode::InvalidInput, "userId: you cannot follow yourself");
+    }
+    if !user_exists(t, followee)? {
+        return reject(ErrorCode::NotFound, format!("no user with id {followee}"));
+    }
+    if t.follows.get(pair_key(follower, followee).as_slice())?.is_some() {
+        return Ok(Response::Followed { followee });
+    }
+    let (following, _) = counts_in(&t.follow_counts, follower)?;
+    if following >= FOLLOWING_MAX {
+        return reject(
+            ErrorCode::InvalidInput,
+            format!("userId: a user follows at most {FOLLOWING_MAX} accounts, you follow {following}"),
+        );
+    }
+    t.follows.insert(pair_key(follower, followee).as_slice(), [].as_slice())?;
+    t.followers.insert(pair_key(followee, follower).as_slice(), [].as_slice())?;
+    bump_counts(t, follower, 1, 0)?;
+    bump_counts(t, followee, 0, 1)?;
+    Ok(Response::Followed { followee })
+}
+
+pub(crate) fn unfollow(t: &mut Tables, follower: u64, followee: u64) -> Result<Response, SmError> {
+    if t.follows.remove(pair_key(follower, followee).as_slice())?.is_some() {
+        t.followers.remove(pair_key(followee, follower).as_slice())?;
+        bump_counts(t, follower, -1, 0)?;
+        bump_counts(t, followee, 0, -1)?;
+    }
+    Ok(Response::Followed { followee })
+}
+
+/// The account a mentioned name belongs to, by the same canonical form usernames are owned by.
+fn mentioned_user(t: &Tables, name: &str) -> Result<Option<u64>, SmError> {
+    Ok(match get_json::<NameRecord>(&t.names, names::canonical(name).as_bytes())? {
+        Some(NameRecord::Owned { user_id }) => Some(user_id),
+        _ => None,
+    })
+}
+
+pub(crate) fn post_tweet(
+    t: &mut Tables,
+    now: i64,
+    author: u64,
+    body: String,
+    reply_to: Option<u64>,
+) -> Result<Response, SmError> {
+    if let Err(m) = check_tweet_body(&body) {
+        return reject(ErrorCode::InvalidInput, format!("body: {m}"));
+    }
+    if !user_exists(t, author)? {
+        return reject(ErrorCode::NotFound, format!("no user with id {author}"));
+    }
+    let mut parent = None;
+    if let Some(p) = reply_to {
+        match get_json::<Tweet>(&t.tweets, &id_key(p))? {
+            Some(tw) => parent = Some(tw),
+            None => return reject(ErrorCode::NotFound, format!("replyTo: no tweet with id {p}")),
+        }
+    }
+    let id = t.next_id(tables::COUNTER_NEXT_TWEET_ID)?;
+    let mut mention_ids = Vec::new();
+    for name in mention_names(&body) {
+        if let Some(u) = mentioned_user(t, &name)? {
+            if !mention_ids.contains(&u) {
+                mention_ids.push(u);
+            }
+        }
+    }
+    let tweet = Tweet {
+        id,
+        author_id: author,
+        hashtags: hashtags(&body),
+        mention_ids,
+        body,
+        reply_to,
+        created_at_ms: now,
+        reply_count: 0,
+    };
+    put_json(&mut t.tweets, &id_key(id), &tweet)?;
+    t.tweets_by_author.insert(pair_key(author, id).as_slice(), [].as_slice())?;
+    for tag in &tweet.hashtags {
+        t.hashtags.insert(token_key(tag, id).as_slice(), [].as_slice())?;
+    }
+    for u in &tweet.mention_ids {
+        t.mentions.insert(pair_key(*u, id).as_slice(), [].as_slice())?;
+    }
+    for w in words(&tweet.body).into_iter().collect::<BTreeSet<_>>() {
+        t.search.insert(token_key(&w, id).as_slice(), [].as_slice())?;
+    }
+    if let Some(mut p) = parent {
+        p.reply_count += 1;
+        put_json(&mut t.tweets, &id_key(p.id), &p)?;
+    }
+    t.emit(TWEETS_TOPIC.to_string(), now, EventPayload::Tweet(tweet.clone()));
+    Ok(Response::Tweet(tweet))
+}
+
+pub(crate) fn delete_tweet(t: &mut Tables, actor: u64, tweet_id: u64) -> Result<Response, SmError> {
+    let Some(tweet) = get_json::<Tweet>(&t.tweets, &id_key(tweet_id))? else {
+        return reject(ErrorCode::NotFound, format!("no tweet with id {tweet_id}"));
+    };
+    if tweet.author_id != actor {
+        return reject(ErrorCode::Forbidden, format!("only the author may delete tweet {tweet_id}"));
+    }
+    let id = tweet.id;
+    t.tweets.remove(id_key(id).as_slice())?;
+    t.tweets_by_author.remove(pair_key(tweet.author_id, id).as_slice())?;
+    for tag in &tweet.hashtags {
+        t.hashtags.remove(token_key(tag, id).as_slice())?;
+    }
+    for u in &tweet.mention_ids {
+        t.mentions.remove(pair_key(*u, id).as_slice())?;
+    }
+    for w in words(&tweet.body).into_iter().collect::<BTreeSet<_>>() {
+        t.search.remove(token_key(&w, id).as_slice())?;
+    }
+    if let Some(p) = tweet.reply_to {
+        if let Some(mut parent) = get_json::<Tweet>(&t.tweets, &id_key(p))? {
+            parent.reply_count = parent.reply_count.saturating_sub(1);
+            put_json(&mut t.tweets, &id_key(p), &parent)?;
+        }
+    }
+    Ok(Response::TweetDeleted { tweet_id: id })
+}
+
+/// A newest-first page of tweets, with the index rows visited to build it, so tests and the
+/// benchmark can see that a page costs its own size and not the size of a table.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TweetPage {
+    /// Tweets, newest first.
+    pub tweets: Vec<Tweet>,
+    /// Index rows read.
+    pub rows_read: usize,
+}
+
+type Index = redb::ReadOnlyTable<&'static [u8], &'static [u8]>;
+
+/// Ids of keys `prefix ++ id` with `id < before`, newest first, at most `limit`.
+fn ids_before(index: &Index, prefix: &[u8], before: u64, limit: usize) -> Result<Vec<u64>, SmError> {
+    if before == 0 {
+        return Ok(Vec::new());
+    }
+    let from = key(&[prefix, &0u64.to_be_bytes()]);
+    let to = key(&[prefix, &(before - 1).to_be_bytes()]);
+    let mut out = Vec::new();
+    for item in index.range::<&[u8]>(from.as_slice()..=to.as_slice())?.rev().take(limit) {
+        out.push(tail_id(item?.0.value())?);
+    }
+    Ok(out)
+}
+
+/// The largest id `<= at` under `prefix`, if any.
+fn id_at_or_below(index: &Index, prefix: &[u8], at: u64) -> Result<Option<u64>, SmError> {
+    let from = key(&[prefix, &0u64.to_be_bytes()]);
+    let to = key(&[prefix, &at.to_be_bytes()]);
+    match index.range::<&[u8]>(from.as_slice()..=to.as_slice())?.next_back() {
+        Some(item) => Ok(Some(tail_id(item?.0.value())?)),
+        None => Ok(None),
+    }
+}
+
+/// Whether the body's words contain `phrase` as consecutive words.
+fn has_phrase(body_words: &[String], phrase: &[String]) -> bool {
+    phrase.is_empty() || body_words.windows(phrase.len()).any(|w| w == phrase)
+}
+
+/// A parsed search query: the distinct words every hit must contain, and phrases (quoted word
+/// sequences) that must also appear in order.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SearchQuery {
+    /// Distinct folded words.
+    pub words: Vec<String>,
+    /// Quoted phrases of two or more words, folded.
+    pub phrases: Vec<Vec<String>>,
+}
+
+impl SearchQuery {
+    /// Parses `text`: words in any order, `"quoted words"` as a phrase. An unclosed quote runs
+    /// to the end.
+    pub fn parse(text: &str) -> Result<SearchQuery, String> {
+        let mut q = SearchQuery::default();
+        for (i, part) in text.split('"').enumerate() {
+            let ws = words(part);
+            for w in &ws {
+                if !q.words.contains(w) {
+                    q.words.push(w.clone());
+                }
+            }
+            if i % 2 == 1 && ws.len() > 1 {
+                q.phrases.push(ws);
+            }
+        }
+        if q.words.is_empty() {
+            return Err("must contain at least one word".into());
+        }
+        if q.words.len() > SEARCH_WORDS_MAX {
+            return Err(format!("at most {SEARCH_WORDS_MAX} distinct words, got {}", q.words.len()));
+        }
+        Ok(q)
+    }
+}
+
+impl ReadView {
+    /// A tweet by id (None once deleted).
+    pub fn tweet(&self, id: u64) -> Result<Option<Tweet>, SmError> {
+        get_json(&self.txn.open_table(tables::TWEETS)?, &id_key(id))
+    }
+
+    fn tweets_of(&self, ids: Vec<u64>, rows_read: usize) -> Result<TweetPage, SmError> {
+        let table = self.txn.open_table(tables::TWEETS)?;
+        let mut page = TweetPage { tweets: Vec::with_capacity(ids.len()), rows_read };
+        for id in ids {
+            match get_json(&table, &id_key(id))? {
+                Some(t) => page.tweets.push(t),
+                None => return Err(SmError::Corrupt("a tweet index names a missing tweet")),
+            }
+        }
+        Ok(page)
+    }
+
+    fn index_page(
+        &self,
+        def: tables::StateTable,
+        prefix: &[u8],
+        before: u64,
+        limit: usize,
+    ) -> Result<TweetPage, SmError> {
+        let ids = ids_before(&self.txn.open_table(def)?, prefix, before, limit)?;
+        let n = ids.len();
+        self.tweets_of(ids, n)
+    }
+
+    /// (following, followers) of a user, without counting rows.
+    pub fn follow_counts(&self, user: u64) -> Result<(u64, u64), SmError> {
+        counts_in(&self.txn.open_table(tables::FOLLOW_COUNTS)?, user)
+    }
+
+    /// Whether `follower` follows `followee`.
+    pub fn follows(&self, follower: u64, followee: u64) -> Result<bool, SmError> {
+        Ok(self.txn.open_table(tables::FOLLOWS)?.get(pair_key(follower, followee).as_slice())?.is_some())
+    }
+
+    fn pair_page(&self, def: tables::StateTable, user: u64, after: u64, limit: usize) -> Result<Vec<u64>, SmError> {
+        let table = self.txn.open_table(def)?;
+        let from = pair_key(user, after.saturating_add(1));
+        let to = pair_key(user, u64::MAX);
+        let mut out = Vec::new();
+        for item in table.range::<&[u8]>(from.as_slice()..=to.as_slice())?.take(limit) {
+            out.push(tail_id(item?.0.value())?);
+        }
+        Ok(out)
+    }
+
+    /// Ids of the accounts `user` follows above `after`, in id order, up to `limit`.
+    pub fn following(&self, user: u64, after: u64, limit: usize) -> Result<Vec<u64>, SmError> {
+        self.pair_page(tables::FOLLOWS, user, after, limit)
+    }
+
+    /// Ids of the followers of `user` above `after`, in id order, up to `limit`.
+    pub fn followers(&self, user: u64, after: u64, limit: usize) -> Result<Vec<u64>, SmError> {
+        self.pair_page(tables::FOLLOWERS, user, after, limit)
+    }
+
+    /// An author's tweets with id below `before`, newest first.
+    pub fn user_tweets(&self, author: u64, before: u64, limit: usize) -> Result<TweetPage, SmError> {
+        self.index_page(tables::TWEETS_BY_AUTHOR, &author.to_be_bytes(), before, limit)
+    }
+
+    /// Tweets mentioning `user` with id below `before`, newest first.
+    pub fn mentions(&self, user: u64, before: u64, limit: usize) -> Result<TweetPage, SmError> {
+        self.index_page(tables::MENTIONS, &user.to_be_bytes(), before, limit)
+    }
+
+    /// Tweets tagged `tag` (already normalized) with id below `before`, newest first.
+    pub fn tweets_by_hashtag(&self, tag: &str, before: u64, limit: usize) -> Result<TweetPage, SmError> {
+        self.index_page(tables::HASHTAGS, &key(&[tag.as_bytes(), &[0]]), before, limit)
+    }
+
+    /// The viewer's home timeline: tweets of the accounts `viewer` follows and their own, with id
+    /// below `before`, newest first. A k-way merge: one reverse range per author, seeked once,
+    /// and a heap of their heads, so a page costs one seek per author plus `limit` heap steps.
+    pub fn timeline(&self, viewer: u64, before: u64, limit: usize) -> Result<TweetPage, SmError> {
+        if before == 0 || limit == 0 {
+            return Ok(TweetPage::default());
+        }
+        let mut authors = self.following(viewer, 0, FOLLOWING_MAX as usize)?;
+        authors.push(viewer);
+        let index = self.txn.open_table(tables::TWEETS_BY_AUTHOR)?;
+        let mut ranges = Vec::with_capacity(authors.len());
+        let mut heap = BinaryHeap::with_capacity(authors.len());
+        let mut rows_read = 0;
+        for a in authors {
+            let from = pair_key(a, 0);
+            let to = pair_key(a, before - 1);
+            let mut r = index.range::<&[u8]>(from.as_slice()..=to.as_slice())?.rev();
+            if let Some(item) = r.next() {
+                rows_read += 1;
+                heap.push((tail_id(item?.0.value())?, Reverse(ranges.len())));
+                ranges.push(r);
+            }
+        }
+        let mut ids = Vec::with_capacity(limit);
+        while ids.len() < limit {
+            let Some((id, Reverse(i))) = heap.pop() else { break };
+            ids.push(id);
+            if let Some(item) = ranges[i].next() {
+                rows_read += 1;
+                heap.push((tail_id(item?.0.value())?, Reverse(i)));
+            }
+        }
+        self.tweets_of(ids, rows_read)
+    }
+
+    /// Tweets matching `query` with id below `before`, newest first: a leapfrog intersection of
+    /// the words' postings in the inverted index (each step seeks one word's range to at most the
+    /// current candidate), then phrases checked on the candidate's body. Stops after
+    /// [`SEARCH_ROWS_READ_MAX`] index rows with what it has.
+    pub fn search(&self, query: &SearchQuery, before: u64, limit: usize) -> Result<TweetPage, SmError> {
+        let mut page = TweetPage::default();
+        if before == 0 || limit == 0 || query.words.is_empty() {
+            return Ok(page);
+        }
+        let index = self.txn.open_table(tables::SEARCH)?;
+        let tweets = self.txn.open_table(tables::TWEETS)?;
+        let prefixes: Vec<Vec<u8>> = query.words.iter().map(|w| key(&[w.as_bytes(), &[0]])).collect();
+        let mut at = before - 1;
+        'outer: while page.tweets.len() < limit && page.rows_read < SEARCH_ROWS_READ_MAX {
+            // Every word's newest id at or below `at`; when they all agree, `at` is a hit.
+            let mut agreed = 0;
+            let mut i = 0;
+            while agreed < prefixes.len() {
+                page.rows_read += 1;
+                let Some(id) = id_at_or_below(&index, &prefixes[i], at)? else { break 'outer };
+                if id == at {
+                    agreed += 1;
+                } else {
+                    at = id;
+                    agreed = 1;
+                }
+                i = (i + 1) % prefixes.len();
+            }
+            let Some(tweet) = get_json::<Tweet>(&tweets, &id_key(at))? else {
+                return Err(SmError::Corrupt("the search index names a missing tweet"));
+            };
+            if !query.phrases.is_empty() {
+                let body_words = words(&tweet.body);
+                if !query.phrases.iter().all(|p| has_phrase(&body_words, p)) {
+                    if at == 0 {
+                        break;
+                    }
+                    at -= 1;
+                    continue;
+                }
+            }
+            page.tweets.push(tweet);
+            if at == 0 {
+                break;
+            }
+            at -= 1;
+        }
+        Ok(page)
+    }
+
+    /// How many tweets exist, without a scan.
+    pub fn tweet_count(&self) -> Result<u64, SmError> {
+        Ok(self.txn.open_table(tables::TWEETS)?.len()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_are_counted_in_grapheme_clusters() {
+        // Phase 1: a family emoji (7 code points) and a flag (2) are one character each.
+        let family = "\u{1F468}\u{200D}\u{1F469}\u{200D}\u{1F467}\u{200D}\u{1F466}";
+        let thumbs = "\u{1F44D}\u{1F3FD}";
+        assert!(check_tweet_body(&family.repeat(TWEET_GRAPHEMES_MAX)).is_ok());
+        assert!(check_tweet_body(&thumbs.repeat(TWEET_GRAPHEMES_MAX)).is_ok());
+        assert!(check_tweet_body(&"e\u{301}".repeat(TWEET_GRAPHEMES_MAX)).is_ok());
+        // Phase 2: one more is over; empty and blank bodies are refused.
+        assert!(check_tweet_body(&family.repeat(TWEET_GRAPHEMES_MAX + 1)).is_err());
+        assert!(check_tweet_body("").is_err());
+        assert!(check_tweet_body("  \n").is_err());
+    }
+
+    #[test]
+    fn tags_mentions_and_words_are_extracted_the_same_way_everywhere() {
+        // Phase 1: tags are lowercased once each; `a#b` and e-mail addresses are not sigils.
+        assert_eq!(hashtags("#Rust and #rust, #Café_2 a#b"), vec!["rust", "café_2"]);
+        assert_eq!(mention_names("hi @Alice. and @bob_1, mail a@b.c @alice"), vec!["Alice", "bob_1", "alice"]);
+        // Phase 2: search words are accent- and case-folded.
+        assert_eq!(words("Crème BRÛLÉE, naïve!"), vec!["creme", "brulee", "naive"]);
+        // Phase 3: a quoted phrase adds its words and an ordered constraint.
+        let q = SearchQuery::parse("rust \"flash sale\"").expect("query");
+        assert_eq!(q.words, vec!["rust", "flash", "sale"]);
+        assert_eq!(q.phrases, vec![vec!["flash".to_string(), "sale".to_string()]]);
+        assert!(SearchQuery::parse(" ,; ").is_err());
+    }
+}
