@@ -63,6 +63,14 @@ impl UserObject {
     async fn created_at(&self) -> DateTime<Utc> {
         ms_to_datetime(self.user.created_at_ms)
     }
+    /// Accounts following this one.
+    async fn follower_count(&self, ctx: &Context<'_>) -> Result<u64, Error> {
+        Ok(follow_counts(ctx, self.user.id).await?.1)
+    }
+    /// Accounts this one follows.
+    async fn following_count(&self, ctx: &Context<'_>) -> Result<u64, Error> {
+        Ok(follow_counts(ctx, self.user.id).await?.0)
+    }
     /// Visible to the account itself and to admins; null for everyone else.
     async fn email(&self) -> Option<&str> {
         if self.show_private {
@@ -71,6 +79,12 @@ impl UserObject {
             None
         }
     }
+}
+
+/// (following, followers) of a user, from this node's state.
+async fn follow_counts(ctx: &Context<'_>, user: u64) -> Result<(u64, u64), Error> {
+    let api = ctx.data::<ApiContext>()?;
+    Ok(api.store.read(StoreConsistency::Local, |v| v.follow_counts(user)).await.map_err(store)?.value)
 }
 
 /// A signed-in session.

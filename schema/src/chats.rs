@@ -349,6 +349,7 @@ impl ChatSubscription {
             reread: "messages",
             guard: move |v: &ReadView| Ok(chat_for(v, chat_id, viewer_id)?.map(|_| ())),
             ticks_ms: Vec::new(),
+            keep: None,
         });
         Ok(follow.filter_map(|item| async move {
             match item {

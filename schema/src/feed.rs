@@ -53,6 +53,10 @@ pub(crate) fn check_window(after: u64, first_retained: u64, reread: &str) -> Res
     Ok(())
 }
 
+/// Decides, in the same view as the batch, whether an event of the topic is for this subscriber
+/// (`timelineUpdates` keeps the tweets of accounts the viewer follows).
+pub(crate) type Keep = Box<dyn Fn(&ReadView, &Event) -> Result<bool, SmError> + Send + Sync>;
+
 /// How to follow one topic.
 pub(crate) struct Follow<G> {
     /// The store to read from.
@@ -71,6 +75,9 @@ pub(crate) struct Follow<G> {
     /// Wall-clock times (ms since the epoch) at which to yield a [`FeedItem::Tick`]: state that
     /// changes by the clock alone, with no command and so no event (a sale opening at startsAt).
     pub ticks_ms: Vec<i64>,
+    /// Drops the events this subscriber should not see; `None` keeps every event. The cursor
+    /// still moves past dropped events, so they are read once.
+    pub keep: Option<Keep>,
 }
 
 /// Follows a topic from `after`: replay, then live events, ending only with an error or when the
@@ -79,7 +86,7 @@ pub(crate) fn follow<G>(f: Follow<G>) -> impl Stream<Item = Result<FeedItem, Err
 where
     G: Fn(&ReadView) -> Result<Result<(), Error>, SmError> + Send + Sync + 'static,
 {
-    let Follow { store, mut seq_rx, topic, after, reread, guard, mut ticks_ms } = f;
+    let Follow { store, mut seq_rx, topic, after, reread, guard, mut ticks_ms, keep } = f;
     ticks_ms.sort_unstable();
     async_stream::stream! {
         let mut cursor = after;
@@ -89,10 +96,24 @@ where
             let batch = store
                 .read(Consistency::Local, |v| {
                     let allowed = guard(v)?;
-                    Ok((allowed, v.events_after(&topic, cursor, SUBSCRIPTION_READ_BATCH_MAX)?, v.event_window()?.0))
+                    let events = v.events_after(&topic, cursor, SUBSCRIPTION_READ_BATCH_MAX)?;
+                    let read = (events.len(), events.last().map(|e| e.seq));
+                    let events = match &keep {
+                        None => events,
+                        Some(keep) => {
+                            let mut kept = Vec::with_capacity(events.len());
+                            for e in events {
+                                if keep(v, &e)? {
+                                    kept.push(e);
+                                }
+                            }
+                            kept
+                        }
+                    };
+                    Ok((allowed, (events, read), v.event_window()?.0))
                 })
                 .await;
-            let (allowed, events, first) = match batch {
+            let (allowed, (events, (read, last)), first) = match batch {
                 Ok(r) => r.value,
                 Err(e) => { yield Err(store_err(e)); break; }
             };
@@ -100,10 +121,15 @@ where
                 yield Err(e);
                 break;
             }
-            let full = events.len() == SUBSCRIPTION_READ_BATCH_MAX;
+            // Whether the read was full is judged before filtering, and the cursor moves to the
+            // last event read, kept or not.
+            let full = read == SUBSCRIPTION_READ_BATCH_MAX;
             for e in events {
                 cursor = e.seq;
                 yield Ok(FeedItem::Event(e));
+            }
+            if let Some(l) = last {
+                cursor = cursor.max(l);
             }
             if full {
                 continue;

@@ -14,6 +14,7 @@
 //! - `cluster`: the cluster's state and admin operations.
 //! - `chats`: chats, participants, messages, `chatMessages`.
 //! - `sales`: products, flash sales, purchases, orders, leaderboard, `saleUpdates`.
+//! - `tweets`: follows, tweets, timelines, hashtags, mentions, search, `timelineUpdates`.
 //! - `observe`: per-operation timings for metrics.
 
 pub mod accounts;
@@ -25,6 +26,7 @@ pub mod feed;
 pub mod observe;
 pub mod paging;
 pub mod sales;
+pub mod tweets;
 pub mod usernames;
 
 use async_graphql::{Enum, MergedObject, MergedSubscription, Schema};
@@ -97,6 +99,7 @@ pub struct Query(
     cluster::ClusterQuery,
     sales::SaleQuery,
     chats::ChatQuery,
+    tweets::TweetQuery,
 );
 
 /// All mutations.
@@ -107,11 +110,12 @@ pub struct Mutation(
     cluster::ClusterMutation,
     sales::SaleMutation,
     chats::ChatMutation,
+    tweets::TweetMutation,
 );
 
 /// All subscriptions.
 #[derive(MergedSubscription, Default)]
-pub struct Subscription(sales::SaleSubscription, chats::ChatSubscription);
+pub struct Subscription(sales::SaleSubscription, chats::ChatSubscription, tweets::TweetSubscription);
 
 /// The schema type.
 pub type AppSchema = Schema<Query, Mutation, Subscription>;

@@ -490,6 +490,7 @@ impl SaleSubscription {
             reread: "sale",
             guard: |_: &raft::ReadView| Ok(Ok(())),
             ticks_ms,
+            keep: None,
         });
         let updates = follow.filter_map(move |item| {
             let store = store.clone();
