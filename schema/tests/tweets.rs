@@ -266,3 +266,36 @@ async fn timeline_updates_replay_after_an_index_then_stream_live() {
     let mut resumed = Box::pin(subscribe(&h, e2["index"].as_u64(), &viewer));
     assert_eq!(next_event(&mut resumed).await["index"], e3["index"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeline_and_search_read_their_page_not_the_table() {
+    let h = one_node(SchemaConfig::default()).await;
+    let (viewer_id, viewer) = account(&h, "viewer").await;
+    let (_, ann) = account(&h, "ann").await;
+    let (ben_id, ben) = account(&h, "ben").await;
+    h.ok(FOLLOW, json!({"u": ben_id}), Some(&viewer)).await;
+    let viewer_id: u64 = viewer_id.parse().expect("id");
+    let ben_id: u64 = ben_id.parse().expect("id");
+
+    // Phase 1: many tweets nobody searches for and an unfollowed author's tweets, plus a few
+    // that match; a search for the rare word and a timeline page read about their own size
+    // (the inverted index and the per-author ranges), not the 300 other tweets.
+    for i in 0..300 {
+        post(&h, &ann, &format!("filler words number {i}")).await;
+        if i % 100 == 0 {
+            post(&h, &ben, "a needle here").await;
+        }
+    }
+    let query = raft::state_machine::tweets::SearchQuery::parse("NEEDLE").expect("query");
+    let (search, timeline) = h
+        .store
+        .read(raft::Consistency::Local, |v| Ok((v.search(&query, u64::MAX, 21)?, v.timeline(viewer_id, u64::MAX, 21)?)))
+        .await
+        .expect("read")
+        .value;
+    assert_eq!(search.tweets.len(), 3);
+    assert!(search.rows_read <= 4, "search read {} index rows", search.rows_read);
+    assert_eq!(timeline.tweets.len(), 3);
+    assert!(timeline.tweets.iter().all(|t| t.author_id == ben_id));
+    assert!(timeline.rows_read <= 4, "timeline read {} index rows", timeline.rows_read);
+}
