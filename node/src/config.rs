@@ -12,6 +12,10 @@ pub const BODY_BYTES_MAX: usize = 256 * 1024;
 pub const RAFT_BODY_BYTES_MAX: usize = 64 * 1024 * 1024;
 /// Most operations in one batched GraphQL request.
 pub const BATCH_REQUESTS_MAX: usize = 16;
+/// Read buffer of each WebSocket, in bytes. Subscription sockets receive only small control
+/// frames, and tungstenite zeroes its whole read buffer on every read: axum's 128 KiB default
+/// cost a fifth of the node's CPU with thousands of sockets open (docs/BENCHMARKS.md).
+pub const WS_READ_BUFFER_BYTES: usize = 4 * 1024;
 /// Most clients (IP addresses) the rate limiter tracks; past this, idle ones are forgotten.
 pub const RATE_LIMIT_CLIENTS_MAX: usize = 100_000;
 

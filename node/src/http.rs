@@ -19,7 +19,9 @@ use raft::network::CLUSTER_SECRET_HEADER;
 use raft::Store;
 use schema::{AppSchema, BearerToken};
 
-use crate::config::{BATCH_REQUESTS_MAX, BODY_BYTES_MAX, RAFT_BODY_BYTES_MAX, RATE_LIMIT_CLIENTS_MAX};
+use crate::config::{
+    BATCH_REQUESTS_MAX, BODY_BYTES_MAX, RAFT_BODY_BYTES_MAX, RATE_LIMIT_CLIENTS_MAX, WS_READ_BUFFER_BYTES,
+};
 use crate::metrics::Metrics;
 
 /// What every handler shares.
@@ -90,23 +92,25 @@ async fn graphql_ws(
     headers: HeaderMap,
 ) -> Response {
     let header_token = bearer(&headers);
-    upgrade.protocols(async_graphql::http::ALL_WEBSOCKET_PROTOCOLS).on_upgrade(move |socket| {
-        GraphQLWebSocket::new(socket, state.schema.clone(), protocol)
-            .on_connection_init(move |payload| async move {
-                // graphql-transport-ws carries auth in connection_init:
-                // {"Authorization": "Bearer <token>"}; a header on the upgrade also works.
-                let from_payload = payload
-                    .get("Authorization")
-                    .or_else(|| payload.get("authorization"))
-                    .and_then(|v| v.as_str())
-                    .and_then(|v| v.strip_prefix("Bearer "))
-                    .map(|t| t.trim().to_string());
-                let mut data = Data::default();
-                data.insert(BearerToken(from_payload.or(header_token.0)));
-                Ok(data)
-            })
-            .serve()
-    })
+    upgrade.read_buffer_size(WS_READ_BUFFER_BYTES).protocols(async_graphql::http::ALL_WEBSOCKET_PROTOCOLS).on_upgrade(
+        move |socket| {
+            GraphQLWebSocket::new(socket, state.schema.clone(), protocol)
+                .on_connection_init(move |payload| async move {
+                    // graphql-transport-ws carries auth in connection_init:
+                    // {"Authorization": "Bearer <token>"}; a header on the upgrade also works.
+                    let from_payload = payload
+                        .get("Authorization")
+                        .or_else(|| payload.get("authorization"))
+                        .and_then(|v| v.as_str())
+                        .and_then(|v| v.strip_prefix("Bearer "))
+                        .map(|t| t.trim().to_string());
+                    let mut data = Data::default();
+                    data.insert(BearerToken(from_payload.or(header_token.0)));
+                    Ok(data)
+                })
+                .serve()
+        },
+    )
 }
 
 async fn playground() -> Html<String> {
