@@ -6,41 +6,12 @@
 #
 #   bench/core.sh [CONCURRENCY=64] [DURATION=10]
 set -euo pipefail
-cd "$(dirname "$0")/.."
 CONCURRENCY=${1:-64}
 DURATION=${2:-10}
 BASE_PORT=${BASE_PORT:-18080}
-
-cargo build --release -q -p node -p client
-TARGET=${CARGO_TARGET_DIR:-target}
-NODE=$TARGET/release/node
-LOADGEN=$TARGET/release/loadgen
-work=$(mktemp -d)
-mkdir -p bench/results
-out="bench/results/core-$(date -u +%Y%m%dT%H%M%SZ).jsonl"
-pids=()
-cleanup() { for p in "${pids[@]:-}"; do kill -9 "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
-
-start_nodes() { # n
-  local n=$1 peers="" i
-  pids=()
-  for i in $(seq 1 "$n"); do peers+="${peers:+,}$i=127.0.0.1:$((BASE_PORT + i))"; done
-  for i in $(seq 1 "$n"); do
-    "$NODE" --id "$i" --listen "127.0.0.1:$((BASE_PORT + i))" --data-dir "$work/n$n-$i" \
-      --peers "$peers" --cluster-secret bench-cluster-secret-0123 --jwt-secret bench-jwt-secret-0123456 \
-      --rate-limit-per-sec 0 >"$work/n$n-$i.log" 2>&1 &
-    pids+=($!)
-  done
-  for i in $(seq 1 "$n"); do
-    for _ in $(seq 1 100); do
-      curl -sf "http://127.0.0.1:$((BASE_PORT + i))/ready" >/dev/null && break
-      sleep 0.1
-    done
-  done
-}
-
-stop_nodes() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; pids=(); }
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
+out=$(results_file core)
 
 run() { # label nodes scenario args...
   local label=$1 nodes=$2; shift 2
@@ -53,8 +24,8 @@ batch_stats() { # port -> "commands/batches"
 }
 
 for n in 1 3; do
-  start_nodes "$n"
-  nodes=$(for i in $(seq 1 "$n"); do printf 'http://127.0.0.1:%d,' $((BASE_PORT + i)); done | sed 's/,$//')
+  start_nodes "$n" "n$n"
+  nodes=$(node_urls "$n")
   run "$n node(s)" "$nodes" claims
   run "$n node(s)" "$nodes" checks --consistency local --pool 1000
   run "$n node(s)" "$nodes" checks --consistency linearizable --pool 1000

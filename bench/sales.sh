@@ -6,46 +6,17 @@
 #
 #   bench/sales.sh [DURATION=20]
 set -euo pipefail
-cd "$(dirname "$0")/.."
 DURATION=${1:-20}
 BASE_PORT=${BASE_PORT:-18180}
-
-cargo build --release -q -p node -p client
-TARGET=${CARGO_TARGET_DIR:-target}
-NODE=$TARGET/release/node
-LOADGEN=$TARGET/release/loadgen
-work=$(mktemp -d)
-mkdir -p bench/results
-out="bench/results/sales-$(date -u +%Y%m%dT%H%M%SZ).jsonl"
-pids=()
-cleanup() { for p in "${pids[@]:-}"; do kill -9 "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
-
-start_nodes() { # n tag
-  local n=$1 tag=$2 peers="" i
-  pids=()
-  for i in $(seq 1 "$n"); do peers+="${peers:+,}$i=127.0.0.1:$((BASE_PORT + i))"; done
-  for i in $(seq 1 "$n"); do
-    "$NODE" --id "$i" --listen "127.0.0.1:$((BASE_PORT + i))" --data-dir "$work/$tag-$i" \
-      --peers "$peers" --cluster-secret bench-cluster-secret-0123 --jwt-secret bench-jwt-secret-0123456 \
-      --rate-limit-per-sec 0 >"$work/$tag-$i.log" 2>&1 &
-    pids+=($!)
-  done
-  for i in $(seq 1 "$n"); do
-    for _ in $(seq 1 100); do
-      curl -sf "http://127.0.0.1:$((BASE_PORT + i))/ready" >/dev/null && break
-      sleep 0.1
-    done
-  done
-}
-
-stop_nodes() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; pids=(); }
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
+out=$(results_file sales)
 
 for n in 1 3; do
   for c in 64 256; do
     # A fresh cluster per run, so the first account (the admin) is the loadgen's.
     start_nodes "$n" "n$n-c$c"
-    nodes=$(for i in $(seq 1 "$n"); do printf 'http://127.0.0.1:%d,' $((BASE_PORT + i)); done | sed 's/,$//')
+    nodes=$(node_urls "$n")
     LOADGEN_ADMIN_USER=benchadmin LOADGEN_ADMIN_PASSWORD=bench-admin-password \
       "$LOADGEN" purchase-burst --nodes "$nodes" --concurrency "$c" --duration "$DURATION" \
       --stock 10000 --per-user-limit 10000 --quantity 1 --open-delay-ms 3000 --json 2>/dev/null \
