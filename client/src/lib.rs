@@ -8,11 +8,13 @@
 //! - [`error`]: [`ClientError`] and the decoding of a GraphQL response into data or an error.
 //! - [`transport`]: [`Client`], which posts a query to a chosen node, once or with retries.
 //! - [`ops`]: the contract's operations as query text, typed results and helper methods.
+//! - [`subscribe`]: a graphql-transport-ws subscription that resumes on the next node.
 
 #![warn(missing_docs)]
 
 pub mod error;
 pub mod ops;
+pub mod subscribe;
 pub mod transport;
 
 pub use error::ClientError;
@@ -20,4 +22,5 @@ pub use ops::{
     AuthPayload, Availability, ClusterInfo, Consistency, CreateProductInput, CreateSaleInput, Member, Order, Product,
     RegisterInput, Reservation, Sale, SaleStatus, User,
 };
+pub use subscribe::{subscribe, SubscribeError, Subscription};
 pub use transport::Client;
