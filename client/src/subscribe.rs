@@ -16,7 +16,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 use crate::error::{FALLBACK_ERROR_CODE, UNAVAILABLE_CODE};
-use crate::transport::{backoff_ceiling_ms, CONNECT_TIMEOUT_MS};
+use crate::transport::CONNECT_TIMEOUT_MS;
 
 /// Name of the variable the server resumes a feed from; the subscription's query must declare it
 /// (e.g. `$afterIndex:Int`) and pass it to the field.
@@ -26,7 +26,10 @@ pub const AFTER_INDEX_VARIABLE: &str = "afterIndex";
 /// gives up; with the backoff below and three nodes this rides out a few leader elections.
 pub const SUBSCRIBE_RECONNECT_MAX_ATTEMPTS: u32 = 8;
 
-/// Cap on the wait between reconnects; the wait starts at the retrying client's base and doubles.
+/// Wait before the first reconnect; it doubles on each further consecutive failure.
+pub const SUBSCRIBE_BACKOFF_BASE_MS: u64 = 100;
+
+/// Cap on the wait between reconnects, so that the whole give-up time stays near ten seconds.
 pub const SUBSCRIBE_BACKOFF_MAX_MS: u64 = 2_000;
 
 /// Events buffered between the socket and the consumer; a slow consumer slows the socket reads
@@ -153,6 +156,13 @@ pub fn with_after_index(variables: &Value, index: u64) -> Value {
     Value::Object(map)
 }
 
+/// Wait before reconnecting after `failures` consecutive failed connections (at least one):
+/// [`SUBSCRIBE_BACKOFF_BASE_MS`] doubled per further failure, capped at [`SUBSCRIBE_BACKOFF_MAX_MS`].
+fn reconnect_backoff_ms(failures: u32) -> u64 {
+    let doublings = failures.saturating_sub(1).min(u64::BITS - 1);
+    SUBSCRIBE_BACKOFF_BASE_MS.saturating_mul(1 << doublings).min(SUBSCRIBE_BACKOFF_MAX_MS)
+}
+
 /// The `afterIndex` already set in `variables`, if any.
 fn initial_after_index(variables: &Value) -> Option<u64> {
     index_at(variables, AFTER_INDEX_VARIABLE)
@@ -212,7 +222,7 @@ async fn run(settings: Settings, tx: mpsc::Sender<Result<Value, SubscribeError>>
                     let _ = tx.send(Err(SubscribeError::Disconnected { attempts: failures, last: reason })).await;
                     return;
                 }
-                let wait = Duration::from_millis(backoff_ceiling_ms(failures - 1).min(SUBSCRIBE_BACKOFF_MAX_MS));
+                let wait = Duration::from_millis(reconnect_backoff_ms(failures));
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
                     _ = tx.closed() => return,
@@ -382,6 +392,14 @@ mod tests {
         assert_eq!(resumed, json!({"s": "1", "afterIndex": 9}));
         assert_eq!(initial_after_index(&resumed), Some(9));
         assert_eq!(with_after_index(&Value::Null, 3), json!({"afterIndex": 3}));
+    }
+
+    #[test]
+    fn reconnect_backoff_doubles_then_caps() {
+        assert_eq!(reconnect_backoff_ms(1), SUBSCRIBE_BACKOFF_BASE_MS);
+        assert_eq!(reconnect_backoff_ms(2), SUBSCRIBE_BACKOFF_BASE_MS * 2);
+        assert_eq!(reconnect_backoff_ms(40), SUBSCRIBE_BACKOFF_MAX_MS);
+        assert_eq!(reconnect_backoff_ms(u32::MAX), SUBSCRIBE_BACKOFF_MAX_MS);
     }
 
     #[test]
