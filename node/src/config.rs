@@ -76,6 +76,9 @@ pub struct Config {
     /// otherwise. For container health checks: the image has no shell and no curl.
     #[arg(long)]
     pub health_check: bool,
+    /// Deliberate bugs for the fault simulation; not a flag, so a real node never has any.
+    #[arg(skip)]
+    pub inject: raft::Inject,
 }
 
 impl Config {

@@ -8,8 +8,9 @@ use std::time::Instant;
 
 use async_graphql::http::{playground_source, GraphQLPlaygroundConfig};
 use async_graphql::{BatchRequest, Data, ErrorExtensions};
-use async_graphql_axum::{GraphQLBatchRequest, GraphQLProtocol, GraphQLResponse, GraphQLWebSocket};
+use async_graphql_axum::{GraphQLProtocol, GraphQLResponse, GraphQLWebSocket};
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, State, WebSocketUpgrade};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
@@ -45,6 +46,9 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
         .merge(raft)
+        // A span per HTTP request (method, path, status, latency at debug level), the parent of
+        // the GraphQL execution's spans and the store's propose and read-index spans.
+        .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }
 
@@ -62,17 +66,38 @@ fn graphql_error(code: &'static str, message: &str) -> GraphQLResponse {
     async_graphql::Response::from_errors(vec![err.into_server_error(Default::default())]).into()
 }
 
+/// The body is taken as bytes, not through async-graphql-axum's extractor: that one reads the
+/// body stream itself, past axum's `DefaultBodyLimit`, so a huge body would be read whole. Bytes
+/// honour the limit, and both an oversized and a malformed body get a GraphQL error with a code.
 async fn graphql(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    req: GraphQLBatchRequest,
+    body: Result<Bytes, BytesRejection>,
 ) -> GraphQLResponse {
     if !state.limiter.allow(peer.ip()) {
         state.metrics.rate_limited();
         return graphql_error(schema::error::code::RATE_LIMITED, "too many requests from this client; slow down");
     }
-    let batch = req.into_inner();
+    let body = match body {
+        Ok(b) => b,
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return graphql_error(
+                schema::error::code::INVALID_INPUT,
+                &format!("the request body exceeds {BODY_BYTES_MAX} bytes"),
+            )
+        }
+        Err(e) => return graphql_error(schema::error::code::INVALID_INPUT, &format!("unreadable request body: {e}")),
+    };
+    let batch: BatchRequest = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => {
+            return graphql_error(
+                schema::error::code::INVALID_INPUT,
+                &format!("the body must be a JSON GraphQL request (or an array of them): {e}"),
+            )
+        }
+    };
     if let BatchRequest::Batch(items) = &batch {
         if items.len() > BATCH_REQUESTS_MAX {
             return graphql_error(

@@ -21,7 +21,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use raft::network::HttpTransport;
+use axum::serve::ListenerExt as _;
+use raft::network::{HttpTransport, Transport};
 use raft::{Store, StoreConfig};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
@@ -110,6 +111,20 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    serve(config, listener, |secret| Arc::new(HttpTransport::new(secret)) as Arc<dyn Transport>, shutdown).await
+}
+
+/// [`run`] over any listener and node-to-node transport: the fault simulation runs this same
+/// code over turmoil's network. `transport` is made from the cluster secret once it is known.
+pub async fn serve<L>(
+    config: Config,
+    listener: L,
+    transport: impl FnOnce(String) -> Arc<dyn Transport>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()>
+where
+    L: axum::serve::Listener<Addr = SocketAddr>,
+{
     config.validate().map_err(anyhow::Error::msg).context("invalid configuration")?;
     let peers = config.peer_map().map_err(anyhow::Error::msg)?;
     std::fs::create_dir_all(&config.data_dir).with_context(|| format!("create {}", config.data_dir.display()))?;
@@ -121,7 +136,8 @@ pub async fn run(
     store_config.election_timeout_max_ms = config.election_timeout_ms * 2;
     store_config.snapshot_logs = config.snapshot_logs;
     store_config.logs_kept_after_snapshot = config.logs_kept_after_snapshot;
-    let transport = Arc::new(HttpTransport::new(cluster_secret.clone()));
+    store_config.inject = config.inject;
+    let transport = transport(cluster_secret.clone());
     let store = Store::open(store_config, transport).await.map_err(|e| anyhow::anyhow!("open store: {e}"))?;
 
     let metrics = Arc::new(metrics::Metrics::new()?);
@@ -163,7 +179,9 @@ pub async fn run(
     let local = listener.local_addr().ok();
     tracing::info!(id = config.id, listen = ?local, advertise = %config.advertise(), "serving");
     let app = http::router(state);
-    let served = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+    // `tap_io` is a no-op here; it gives any listener whose address is a SocketAddr the
+    // connect-info the rate limiter keys on.
+    let served = axum::serve(listener.tap_io(|_| {}), app.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown)
         .await;
     membership.abort();

@@ -143,6 +143,23 @@ async fn sales_never_oversell_across_nodes_and_survive_a_leader_crash() {
     }
     assert_eq!(ok, 2, "exactly the per-user limit");
 
+    // Phase 3b: the same idempotency key fired at once through all three nodes by one buyer:
+    // apply decides on the committed order, so every call returns the one first order.
+    let mut tasks = Vec::new();
+    for k in 0..9 {
+        let (c, token, sale2) = (c.clone(), buyers[1].clone(), sale2.clone());
+        tasks.push(tokio::spawn(async move {
+            c.gql(k % 3, BUY, json!({"s": sale2, "q": 1, "k": "same-key"}), Some(&token)).await
+        }));
+    }
+    let mut ids = std::collections::BTreeSet::new();
+    for t in tasks {
+        let (d, e) = t.await.expect("task");
+        assert_eq!(e, None, "a repeated key returns the first order: {d}");
+        ids.insert(d["purchase"]["id"].to_string());
+    }
+    assert_eq!(ids.len(), 1, "one order for one key, whichever node took each call: {ids:?}");
+
     // Phase 4: the leader is killed in the middle of a sale. Buyers retry UNAVAILABLE with the
     // same idempotency key, as a real client would. No acknowledged order may be lost or
     // doubled, and stock + sold stays equal to the initial stock.

@@ -14,9 +14,11 @@
 //! - `network`: node-to-node RPC over HTTP with the cluster secret (`RaftNetworkFactory`).
 //! - `proposer`: batches concurrent proposals into one entry and forwards them to the leader.
 //! - `store`: the narrow handle the schema uses: propose, read at a consistency, cluster status.
+//! - `inject`: bugs the fault simulation can switch on to prove its checker finds them.
 
 pub mod command;
 pub mod events;
+pub mod inject;
 mod log_store;
 pub mod names;
 pub mod network;
@@ -27,8 +29,9 @@ mod store;
 pub mod types;
 
 pub use command::{Command, DomainError, ErrorCode, ProfileChange, Response, Role, User};
+pub use inject::Inject;
 pub use log_store::LogStore;
-pub use state_machine::{ReadView, SmError, StateMachine};
+pub use state_machine::{ReadView, SmError, StateDigest, StateMachine};
 pub use store::{
     ClusterStatus, Consistency, MemberStatus, Read, Store, StoreConfig, StoreError, StoreStats, RETRY_AFTER_MS,
 };

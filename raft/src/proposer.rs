@@ -13,6 +13,7 @@
 use std::sync::{Arc, Weak};
 
 use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::time::Instant;
 
 use crate::command::Response;
 use crate::store::{Inner, StoreError};
@@ -31,6 +32,10 @@ pub const PROPOSALS_QUEUED_MAX: usize = 16_384;
 pub(crate) struct Pending {
     pub proposals: Vec<Proposal>,
     pub reply: oneshot::Sender<Result<Vec<Response>, StoreError>>,
+    /// When the caller gives up: set when it was queued, so time spent waiting for a pipeline
+    /// slot counts against the same budget (without quorum, slots stay busy until their own
+    /// deadlines; a write must still answer UNAVAILABLE within one budget, not two).
+    pub deadline: Instant,
 }
 
 /// The sending half; the batching task ends when it is dropped.
@@ -42,13 +47,26 @@ pub(crate) fn spawn(inner: Weak<Inner>, mut rx: mpsc::Receiver<Pending>) {
         let slots = Arc::new(Semaphore::new(PROPOSAL_BATCHES_IN_FLIGHT_MAX));
         while let Some(first) = rx.recv().await {
             // Wait for a pipeline slot before cutting the batch: whatever arrives meanwhile joins.
-            let Ok(permit) = slots.clone().acquire_owned().await else { return };
+            let permit = match tokio::time::timeout_at(first.deadline, slots.clone().acquire_owned()).await {
+                Ok(Ok(p)) => p,
+                Ok(Err(_)) => return,
+                Err(_) => {
+                    // Its budget ran out in the queue: it reached no log, so it is safe to retry.
+                    let e = StoreError::unavailable(
+                        "no pipeline slot freed before the deadline: the log is not committing",
+                    );
+                    let _ = first.reply.send(Err(e));
+                    continue;
+                }
+            };
+            let mut deadline = first.deadline;
             let mut count = first.proposals.len();
             let mut pending = vec![first];
             while count < PROPOSAL_BATCH_MAX {
                 match rx.try_recv() {
                     Ok(p) => {
                         count += p.proposals.len();
+                        deadline = deadline.min(p.deadline);
                         pending.push(p);
                     }
                     Err(_) => break,
@@ -63,7 +81,7 @@ pub(crate) fn spawn(inner: Weak<Inner>, mut rx: mpsc::Receiver<Pending>) {
                     proposals.extend(p.proposals);
                 }
                 inner.metrics_batch(count);
-                match inner.submit_batch(Batch(proposals)).await {
+                match inner.submit_batch(Batch(proposals), deadline).await {
                     Ok(resp) if resp.0.len() == count => {
                         let mut responses = resp.0.into_iter();
                         for (n, reply) in replies {

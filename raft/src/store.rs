@@ -5,14 +5,17 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{BasicNode, Config, RaftMetrics, ServerState, SnapshotPolicy};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, watch};
+// tokio's clock, not std's: the same in production, and simulated time under turmoil.
+use tokio::time::Instant;
 
 use crate::command::{Command, Response};
+use crate::inject::Inject;
 use crate::log_store::LogStore;
 use crate::network::{self, ForwardError, JoinRequest, Network, PeerStatus, Transport, TransportError};
 use crate::proposer::{self, Pending, ProposerTx, PROPOSALS_QUEUED_MAX};
@@ -108,6 +111,8 @@ pub struct StoreConfig {
     pub propose_timeout_ms: u64,
     /// A linearizable read that cannot confirm the read index by then answers UNAVAILABLE.
     pub read_timeout_ms: u64,
+    /// Deliberate bugs, for the fault simulation only (see [`Inject`]). None by default.
+    pub inject: Inject,
 }
 
 impl StoreConfig {
@@ -124,6 +129,7 @@ impl StoreConfig {
             logs_kept_after_snapshot: 1_000,
             propose_timeout_ms: 1_500,
             read_timeout_ms: 1_500,
+            inject: Inject::default(),
         }
     }
 
@@ -183,6 +189,8 @@ pub struct ClusterStatus {
     pub last_applied: u64,
     /// Last index included in its snapshot.
     pub snapshot_index: Option<u64>,
+    /// Snapshots it installed from a leader since it started.
+    pub snapshots_installed: u64,
     /// The members.
     pub members: Vec<MemberStatus>,
 }
@@ -228,7 +236,7 @@ impl Store {
             .map_err(|e| StoreError::internal(format!("create data dir {}: {e}", config.data_dir.display())))?;
         let log = LogStore::open(&config.data_dir.join("raft-log.redb"))
             .map_err(|e| StoreError::internal(format!("open raft log: {e}")))?;
-        let sm = StateMachine::open(&config.data_dir.join("state"))?;
+        let sm = StateMachine::open_with(&config.data_dir.join("state"), config.inject)?;
         let raft_config = Config {
             cluster_name: "raftgraph".into(),
             heartbeat_interval: config.heartbeat_interval_ms,
@@ -304,6 +312,7 @@ impl Store {
     }
 
     /// Proposes a command with an explicit time stamp (tests use this to control time).
+    #[tracing::instrument(level = "debug", name = "propose", skip_all)]
     pub async fn propose_at(&self, proposal: Proposal) -> Result<Response, StoreError> {
         let mut responses = self.inner.enqueue(vec![proposal]).await?;
         responses.pop().ok_or_else(|| StoreError::internal("no response for a proposal"))
@@ -315,7 +324,7 @@ impl Store {
         consistency: Consistency,
         f: impl FnOnce(&ReadView) -> Result<T, SmError>,
     ) -> Result<Read<T>, StoreError> {
-        if consistency == Consistency::Linearizable {
+        if consistency == Consistency::Linearizable && !self.inner.config.inject.stale_read {
             self.linearizable_barrier().await?;
         }
         let view = self.inner.sm.read()?;
@@ -324,6 +333,7 @@ impl Store {
     }
 
     /// Waits until this node has applied everything committed before the call.
+    #[tracing::instrument(level = "debug", name = "read_index", skip_all)]
     pub async fn linearizable_barrier(&self) -> Result<u64, StoreError> {
         let deadline = Duration::from_millis(self.inner.config.read_timeout_ms);
         let rounds = self.inner.rounds.get().ok_or_else(|| StoreError::internal("read rounds not started"))?;
@@ -366,6 +376,7 @@ impl Store {
             last_log_index,
             last_applied: m.last_applied.map_or(0, |l| l.index),
             snapshot_index: m.snapshot.map(|l| l.index),
+            snapshots_installed: self.inner.sm.snapshots_installed(),
             members,
         }
     }
@@ -588,10 +599,12 @@ impl Inner {
     /// Queues proposals for the batcher and waits for their responses.
     async fn enqueue(&self, proposals: Vec<Proposal>) -> Result<Vec<Response>, StoreError> {
         let (reply, rx) = oneshot::channel();
-        self.proposer
-            .send(Pending { proposals, reply })
-            .await
-            .map_err(|_| StoreError::unavailable("store is shutting down"))?;
+        let deadline = Instant::now() + Duration::from_millis(self.config.propose_timeout_ms);
+        match tokio::time::timeout_at(deadline, self.proposer.send(Pending { proposals, reply, deadline })).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Err(StoreError::unavailable("store is shutting down")),
+            Err(_) => return Err(StoreError::unavailable("the proposal queue stayed full until the deadline")),
+        }
         rx.await.map_err(|_| StoreError::unknown("the proposal was dropped before it was answered"))?
     }
 
@@ -642,7 +655,7 @@ impl Inner {
 
     /// Appends a batch through this node's Raft, which must lead. Used for local proposals and
     /// for batches forwarded by followers.
-    async fn write_local(&self, batch: Batch) -> Result<BatchResponse, ForwardError> {
+    async fn write_local(&self, batch: Batch, deadline: Instant) -> Result<BatchResponse, ForwardError> {
         let m = self.metrics();
         if m.state != ServerState::Leader {
             return Err(ForwardError::NotLeader { leader: self.leader().known() });
@@ -654,8 +667,9 @@ impl Inner {
                 m.millis_since_quorum_ack.map_or("ever".to_string(), |v| v.to_string())
             )));
         }
-        let timeout = Duration::from_millis(self.config.propose_timeout_ms);
-        match tokio::time::timeout(timeout, self.raft.client_write(batch)).await {
+        // At least a moment, so a batch cut just before its deadline still gets a chance.
+        let deadline = deadline.max(Instant::now() + Duration::from_millis(50));
+        match tokio::time::timeout_at(deadline, self.raft.client_write(batch)).await {
             Ok(Ok(resp)) => Ok(resp.data),
             Ok(Err(e)) => Err(self.write_error(e)),
             Err(_) => Err(ForwardError::Unavailable {
@@ -670,13 +684,13 @@ impl Inner {
 
     /// Gets `batch` committed through whoever leads, following leader changes until the
     /// deadline. Retries only when the batch certainly did not reach a log.
-    pub(crate) async fn submit_batch(&self, batch: Batch) -> Result<BatchResponse, StoreError> {
-        let deadline = Instant::now() + Duration::from_millis(self.config.propose_timeout_ms);
+    #[tracing::instrument(level = "debug", name = "submit_batch", skip_all, fields(commands = batch.0.len()))]
+    pub(crate) async fn submit_batch(&self, batch: Batch, deadline: Instant) -> Result<BatchResponse, StoreError> {
         let mut metrics = self.raft.metrics();
         let mut last_error = String::from("no leader known");
         loop {
             let result = match self.leader() {
-                Leader::Me => self.write_local(batch.clone()).await,
+                Leader::Me => self.write_local(batch.clone(), deadline).await,
                 Leader::Other(_, addr) => {
                     let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(50));
                     match network::call::<_, Result<BatchResponse, ForwardError>>(

@@ -332,13 +332,15 @@ impl ChatSubscription {
         let handle: Store = ctx.data::<ApiContext>()?.store.clone();
         let seq_rx = feed::watch_events(&handle);
         let read = handle
-            .read(StoreConsistency::Linearizable, |v| Ok((chat_for(v, chat_id, me.id)?, v.event_window()?)))
+            .read(StoreConsistency::Linearizable, |v| {
+                Ok((chat_for(v, chat_id, me.id)?, (v.topic_pruned(&chat_topic(chat_id))?, v.event_window()?.1)))
+            })
             .await
             .map_err(store)?;
-        let (chat, (first, last)) = read.value;
+        let (chat, (pruned, last)) = read.value;
         chat?;
         if let Some(a) = after_index {
-            feed::check_window(a, first, "messages")?;
+            feed::check_window(a, pruned, "messages")?;
         }
         let viewer_id = me.id;
         let follow = feed::follow(Follow {

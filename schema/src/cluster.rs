@@ -44,6 +44,8 @@ pub struct Cluster {
     pub last_log_index: u64,
     /// Last index covered by its snapshot.
     pub snapshot_index: Option<u64>,
+    /// Snapshots it installed from a leader since it started (catching up past the purge point).
+    pub snapshots_installed: u64,
 }
 
 impl From<ClusterStatus> for Cluster {
@@ -61,6 +63,7 @@ impl From<ClusterStatus> for Cluster {
             last_applied: s.last_applied,
             last_log_index: s.last_log_index,
             snapshot_index: s.snapshot_index,
+            snapshots_installed: s.snapshots_installed,
         }
     }
 }

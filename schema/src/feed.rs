@@ -39,14 +39,16 @@ pub(crate) fn watch_events(store: &Store) -> watch::Receiver<u64> {
     rx
 }
 
-/// Events after `after` are all still retained only if nothing after it was pruned. `reread`
-/// names the query that gives the client the current state again.
-pub(crate) fn check_window(after: u64, first_retained: u64, reread: &str) -> Result<(), Error> {
-    if first_retained > 0 && after + 1 < first_retained {
+/// A topic's events after `after` are all still retained only if none of that topic's events
+/// after it was pruned (`pruned`: the highest number pruned from the topic, from
+/// `ReadView::topic_pruned`). `reread` names the query that gives the client the current state
+/// again.
+pub(crate) fn check_window(after: u64, pruned: u64, reread: &str) -> Result<(), Error> {
+    if pruned > after {
         return Err(api_error(
             code::INVALID_INPUT,
             format!(
-                "events after index {after} are no longer retained (oldest kept: {first_retained}); re-read with `{reread}` first, then subscribe without afterIndex"
+                "events after index {after} are no longer retained (pruned up to {pruned}); re-read with `{reread}` first, then subscribe without afterIndex"
             ),
         ));
     }
@@ -110,14 +112,14 @@ where
                             kept
                         }
                     };
-                    Ok((allowed, (events, read), v.event_window()?.0))
+                    Ok((allowed, (events, read), v.topic_pruned(&topic)?))
                 })
                 .await;
-            let (allowed, (events, (read, last)), first) = match batch {
+            let (allowed, (events, (read, last)), pruned) = match batch {
                 Ok(r) => r.value,
                 Err(e) => { yield Err(store_err(e)); break; }
             };
-            if let Err(e) = allowed.and_then(|()| check_window(cursor, first, reread)) {
+            if let Err(e) = allowed.and_then(|()| check_window(cursor, pruned, reread)) {
                 yield Err(e);
                 break;
             }
@@ -153,13 +155,14 @@ mod tests {
 
     #[test]
     fn a_cursor_behind_the_window_is_told_to_re_read() {
-        // Phase 1: a cursor just before the oldest retained event loses nothing; an empty feed
-        // (first retained 0) accepts any cursor.
-        assert!(check_window(99, 100, "messages").is_ok());
+        // Phase 1: a cursor at the topic's pruned mark loses nothing; a topic never pruned
+        // (mark 0) accepts any cursor.
+        assert!(check_window(99, 99, "messages").is_ok());
         assert!(check_window(5, 0, "messages").is_ok());
-        // Phase 2: one further back, events were pruned: the error says what to re-read.
-        let e = check_window(98, 100, "messages").expect_err("behind the window");
+        // Phase 2: one further back, an event of the topic was pruned: the error says what to
+        // re-read.
+        let e = check_window(98, 99, "messages").expect_err("behind the window");
         assert!(e.message.contains("re-read with `messages`"), "{}", e.message);
-        assert!(e.message.contains("oldest kept: 100"), "{}", e.message);
+        assert!(e.message.contains("pruned up to 99"), "{}", e.message);
     }
 }

@@ -267,7 +267,7 @@ impl SaleQuery {
         Ok(conn)
     }
 
-    /// The viewer's orders (of one sale, or all); an admin asking about a sale sees everyone's.
+    /// The viewer's orders (of one sale, or all); an admin sees everyone's.
     async fn orders(
         &self,
         ctx: &Context<'_>,
@@ -283,10 +283,13 @@ impl SaleQuery {
         let mut rows = Vec::new();
         let mut has_next = false;
         match sale {
-            Some(sale) if me.role == Role::Admin => {
+            _ if me.role == Role::Admin => {
                 rows = api
                     .store
-                    .read(StoreConsistency::Local, |v| v.orders_of(sale, false, after, n + 1))
+                    .read(StoreConsistency::Local, |v| match sale {
+                        Some(sale) => v.orders_of(sale, false, after, n + 1),
+                        None => v.orders_after(after, n + 1),
+                    })
                     .await
                     .map_err(store)?
                     .value;
@@ -470,13 +473,15 @@ impl SaleSubscription {
         let store: Store = ctx.data::<ApiContext>()?.store.clone();
         let seq_rx = feed::watch_events(&store);
         let read = store
-            .read(StoreConsistency::Linearizable, |v| Ok((v.sale(id)?, v.event_window()?)))
+            .read(StoreConsistency::Linearizable, |v| {
+                Ok((v.sale(id)?, (v.topic_pruned(&sale_topic(id))?, v.event_window()?.1)))
+            })
             .await
             .map_err(store_err)?;
-        let (sale, (first, last)) = read.value;
+        let (sale, (pruned, last)) = read.value;
         let Some(sale) = sale else { return Err(api_error(code::NOT_FOUND, format!("no sale with id {id}"))) };
         if let Some(a) = after_index {
-            feed::check_window(a, first, "sale")?;
+            feed::check_window(a, pruned, "sale")?;
         }
         let current = after_index.is_none().then(|| Ok(update_of(last, &sale, now_ms())));
         // A sale opening or ending by the clock (startsAt, endsAt) is applied by no command, so

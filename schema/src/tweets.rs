@@ -345,10 +345,13 @@ impl TweetSubscription {
         let me = viewer(ctx).await?;
         let handle: Store = ctx.data::<ApiContext>()?.store.clone();
         let seq_rx = feed::watch_events(&handle);
-        let (first, last) =
-            handle.read(StoreConsistency::Linearizable, |v| v.event_window()).await.map_err(store)?.value;
+        let (pruned, last) = handle
+            .read(StoreConsistency::Linearizable, |v| Ok((v.topic_pruned(TWEETS_TOPIC)?, v.event_window()?.1)))
+            .await
+            .map_err(store)?
+            .value;
         if let Some(a) = after_index {
-            feed::check_window(a, first, "timeline")?;
+            feed::check_window(a, pruned, "timeline")?;
         }
         let viewer_id = me.id;
         let follow = feed::follow(Follow {

@@ -137,6 +137,27 @@ async fn sales_follow_the_rules() {
         .map(|e| e["node"]["quantity"].as_u64().unwrap_or(0))
         .sum();
     assert_eq!(total, 10, "orders add up to what was sold");
+    // Without a sale, an admin pages through every order of every sale, oldest first, with no
+    // repeat across pages; a buyer still sees only their own.
+    let q = "query($a:String){ orders(first:3, after:$a){ edges{ cursor node{ id user{ username } } } pageInfo{ hasNextPage endCursor } } }";
+    let (mut ids, mut after, mut users) =
+        (Vec::<u64>::new(), serde_json::Value::Null, std::collections::BTreeSet::new());
+    loop {
+        let page = s.h.ok(q, json!({"a": after}), Some(&s.admin)).await;
+        for e in page["orders"]["edges"].as_array().expect("edges") {
+            ids.push(e["node"]["id"].as_str().and_then(|i| i.parse().ok()).expect("id"));
+            users.insert(e["node"]["user"]["username"].as_str().unwrap_or("").to_string());
+        }
+        if page["orders"]["pageInfo"]["hasNextPage"] != true {
+            break;
+        }
+        after = page["orders"]["pageInfo"]["endCursor"].clone();
+    }
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "oldest first, no repeats: {ids:?}");
+    let of_manual = all["orders"]["edges"].as_array().expect("edges").len();
+    assert!(ids.len() > of_manual && users.len() > 1, "every buyer's orders across sales: {ids:?} {users:?}");
+    let mine = s.h.ok(q, json!({"a": null}), Some(&bob)).await;
+    assert!(mine["orders"]["edges"].as_array().expect("edges").iter().all(|e| e["node"]["user"]["username"] == "bob"));
 
     // Phase 9: the leaderboard ranks by units, ties to the earlier first purchase.
     let lb =

@@ -144,7 +144,7 @@ impl Cluster {
         let (d, e) = self
             .gql(
                 i,
-                "{ cluster { nodeId leaderId term state lastApplied snapshotIndex members { id addr voter } } }",
+                "{ cluster { nodeId leaderId term state lastApplied snapshotIndex snapshotsInstalled members { id addr voter } } }",
                 json!({}),
                 None,
             )

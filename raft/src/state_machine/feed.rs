@@ -10,6 +10,14 @@ fn event_key(topic: &str, seq: u64) -> Vec<u8> {
     key(&[topic.as_bytes(), &[0], &seq.to_be_bytes()])
 }
 
+/// Where a topic's pruned mark lives: the highest sequence number pruned from that topic, kept
+/// under sequence 0 of the topic (no event has number 0, and reads start at 1). The window is
+/// judged per topic: a subscriber of a quiet chat lost nothing when other topics' events were
+/// pruned, however many.
+fn pruned_key(topic: &str) -> Vec<u8> {
+    event_key(topic, 0)
+}
+
 /// Numbers and stores the batch's pending events, then prunes the feed to its window. Runs at
 /// the end of an apply batch, inside its transaction. Returns the last sequence number in use.
 pub(crate) fn flush(t: &mut Tables) -> Result<u64, SmError> {
@@ -41,6 +49,7 @@ pub(crate) fn flush(t: &mut Tables) -> Result<u64, SmError> {
         let Some((seq, topic)) = oldest else { break };
         t.event_log.remove(seq.to_be_bytes().as_slice())?;
         t.events.remove(event_key(&topic, seq).as_slice())?;
+        t.events.insert(pruned_key(&topic).as_slice(), seq.to_be_bytes().as_slice())?;
     }
     Ok(last)
 }
@@ -59,6 +68,17 @@ impl ReadView {
         Ok(out)
     }
 
+    /// The highest sequence number pruned from `topic` (0 when none was): a cursor at or above
+    /// it has lost nothing of the topic.
+    pub fn topic_pruned(&self, topic: &str) -> Result<u64, SmError> {
+        let table = self.txn.open_table(tables::EVENTS)?;
+        let mark = table.get(pruned_key(topic).as_slice())?;
+        match mark {
+            Some(v) => Ok(u64::from_be_bytes(v.value().try_into().map_err(|_| SmError::Corrupt("pruned mark"))?)),
+            None => Ok(0),
+        }
+    }
+
     /// The oldest retained sequence number and the newest one in use (0 when none yet).
     pub fn event_window(&self) -> Result<(u64, u64), SmError> {
         let log = self.txn.open_table(tables::EVENT_LOG)?;
@@ -74,5 +94,54 @@ impl ReadView {
             None => 0,
         };
         Ok((first, last))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::{sale_topic, EventPayload, SaleStatus, SaleUpdate};
+    use crate::state_machine::StateMachine;
+
+    fn sale_event(t: &mut Tables, sale_id: u64) {
+        let update = SaleUpdate { sale_id, stock: 1, sold: 0, status: SaleStatus::Open };
+        t.emit(sale_topic(sale_id), 0, EventPayload::Sale(update));
+    }
+
+    #[test]
+    fn the_window_is_judged_per_topic_so_a_quiet_topic_loses_nothing() {
+        // The bug this guards against: the window used to be judged by the oldest event kept
+        // across all topics, so a caught-up subscriber of a quiet chat was told it had fallen
+        // behind once enough events of *other* topics had been pruned, and its stream ended.
+        let dir = tempfile::tempdir().expect("temp dir");
+        let sm = StateMachine::open(dir.path()).expect("open");
+        let write = |f: &dyn Fn(&mut Tables)| {
+            let txn = sm.db.begin_write().expect("begin");
+            {
+                let mut t = Tables::open(&txn).expect("tables");
+                f(&mut t);
+                flush(&mut t).expect("flush");
+            }
+            txn.commit().expect("commit");
+        };
+        // Phase 1: one event on the quiet topic (seq 1), then a full window of a busy topic's
+        // events, which prunes seq 1 and the busy topic's oldest.
+        write(&|t| sale_event(t, 1));
+        write(&|t| {
+            for _ in 0..EVENTS_RETAINED_MAX + 5 {
+                sale_event(t, 2);
+            }
+        });
+        let view = sm.read().expect("view");
+        let (first, last) = view.event_window().expect("window");
+        assert_eq!((first, last), (7, EVENTS_RETAINED_MAX + 6), "the global window moved on");
+        // Phase 2: the quiet topic's mark is its own pruned event: a subscriber that saw seq 1
+        // lost nothing (cursor 1 >= mark 1); one that had seen nothing did lose it.
+        assert_eq!(view.topic_pruned(&sale_topic(1)).expect("mark"), 1);
+        assert_eq!(view.topic_pruned(&sale_topic(2)).expect("mark"), 6);
+        assert_eq!(view.topic_pruned(&sale_topic(3)).expect("mark"), 0, "a topic never pruned");
+        // Phase 3: reads start after the mark's key: the mark is never mistaken for an event.
+        assert!(view.events_after(&sale_topic(1), 0, 10).expect("read").is_empty());
+        assert_eq!(view.events_after(&sale_topic(2), 0, 1).expect("read")[0].seq, 7);
     }
 }

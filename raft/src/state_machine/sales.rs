@@ -56,7 +56,9 @@ pub struct Sale {
 impl Sale {
     /// Units left.
     pub fn stock(&self) -> u64 {
-        self.initial_stock - self.sold
+        // Saturating: only an injected bug (`Inject::unchecked_stock`) can oversell, and the
+        // simulation must see the oversold state rather than a panic in apply.
+        self.initial_stock.saturating_sub(self.sold)
     }
 
     /// The status at time `now`: ended wins, then sold out, then open, else scheduled.
@@ -103,6 +105,11 @@ pub struct BuyerTotal {
     pub quantity: u64,
     /// Time of their first order, the leaderboard's tie-break.
     pub first_purchase_at_ms: i64,
+    /// Their first order's id: orders are numbered in log order, so this breaks ties between
+    /// first purchases stamped in the same millisecond (one batch shares one time) by which
+    /// was committed first, rather than by user id.
+    #[serde(default)]
+    pub first_order_id: u64,
 }
 
 fn reject(code: ErrorCode, message: impl Into<String>) -> Result<Response, SmError> {
@@ -119,6 +126,7 @@ fn leaderboard_key(sale_id: u64, b: &BuyerTotal) -> Vec<u8> {
         &sale_id.to_be_bytes(),
         &(u64::MAX - b.quantity).to_be_bytes(),
         &b.first_purchase_at_ms.to_be_bytes(),
+        &b.first_order_id.to_be_bytes(),
         &b.user_id.to_be_bytes(),
     ])
 }
@@ -219,6 +227,7 @@ pub(crate) fn purchase(
     sale_id: u64,
     quantity: u64,
     idempotency_key: String,
+    unchecked_stock: bool,
 ) -> Result<Response, SmError> {
     // A repeated key returns the first order, whatever happened since (even sold out).
     let idem_key = key(&[&user_id.to_be_bytes(), idempotency_key.as_bytes()]);
@@ -241,11 +250,12 @@ pub(crate) fn purchase(
     };
     match sale.status_at(now) {
         SaleStatus::Open => {}
+        SaleStatus::SoldOut if unchecked_stock => {}
         SaleStatus::SoldOut => return reject(ErrorCode::SoldOut, format!("sale {sale_id} is sold out")),
         SaleStatus::Scheduled => return reject(ErrorCode::SaleNotOpen, format!("sale {sale_id} has not opened yet")),
         SaleStatus::Ended => return reject(ErrorCode::SaleNotOpen, format!("sale {sale_id} has ended")),
     }
-    if quantity > sale.stock() {
+    if quantity > sale.stock() && !unchecked_stock {
         // Nothing is sold partially.
         return reject(
             ErrorCode::SoldOut,
@@ -271,6 +281,7 @@ pub(crate) fn purchase(
         user_id,
         quantity: held + quantity,
         first_purchase_at_ms: previous.as_ref().map_or(now, |b| b.first_purchase_at_ms),
+        first_order_id: previous.as_ref().map_or(order_id, |b| b.first_order_id),
     };
     if let Some(prev) = &previous {
         t.leaderboard.remove(leaderboard_key(sale_id, prev).as_slice())?;
@@ -279,7 +290,13 @@ pub(crate) fn purchase(
     put_json(&mut t.sale_buyers, &buyer_key, &total)?;
     sale.sold += quantity;
     // Checked on both sides of the write: an oversell must be impossible, not merely unlikely.
-    assert!(sale.sold <= sale.initial_stock, "oversold sale {sale_id}: {} > {}", sale.sold, sale.initial_stock);
+    // Only the simulation's injected bug may oversell, and it must see the result, not a panic.
+    assert!(
+        unchecked_stock || sale.sold <= sale.initial_stock,
+        "oversold sale {sale_id}: {} > {}",
+        sale.sold,
+        sale.initial_stock
+    );
     put_json(&mut t.sales, &id_key(sale_id), &sale)?;
     emit_sale(t, now, &sale);
     Ok(Response::Order(order))
@@ -322,6 +339,18 @@ impl ReadView {
         get_json(&self.txn.open_table(tables::ORDERS)?, &id_key(id))
     }
 
+    /// Every order with id above `after`, oldest first (the admin's view across all sales).
+    pub fn orders_after(&self, after: u64, limit: usize) -> Result<Vec<Order>, SmError> {
+        let orders = self.txn.open_table(tables::ORDERS)?;
+        let from = id_key(after.saturating_add(1));
+        let mut out = Vec::new();
+        for item in orders.range::<&[u8]>(from.as_slice()..)?.take(limit) {
+            let (_, v) = item?;
+            out.push(serde_json::from_slice(v.value())?);
+        }
+        Ok(out)
+    }
+
     /// Orders of a sale (`by_user: false`) or of a user (`true`), with order id above `after`,
     /// oldest first, read from the secondary index.
     pub fn orders_of(&self, owner: u64, by_user: bool, after: u64, limit: usize) -> Result<Vec<Order>, SmError> {
@@ -345,11 +374,11 @@ impl ReadView {
         let index = self.txn.open_table(tables::LEADERBOARD)?;
         let buyers = self.txn.open_table(tables::SALE_BUYERS)?;
         let from = key(&[&sale_id.to_be_bytes()]);
-        let to = key(&[&sale_id.to_be_bytes(), &[0xff; 24]]);
+        let to = key(&[&sale_id.to_be_bytes(), &[0xff; 32]]);
         let mut out = Vec::new();
         for item in index.range::<&[u8]>(from.as_slice()..=to.as_slice())?.take(limit) {
             let (k, _) = item?;
-            let user_id = id_from(k.value(), 24)?;
+            let user_id = id_from(k.value(), 32)?;
             let bk = key(&[&sale_id.to_be_bytes(), &user_id.to_be_bytes()]);
             if let Some(b) = get_json(&buyers, &bk)? {
                 out.push(b);

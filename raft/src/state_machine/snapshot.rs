@@ -2,8 +2,10 @@
 //!
 //! Format (all integers big-endian): the magic line, then for each table of `STATE_TABLES` in
 //! order: name length (u32), name, entry count (u64), then each entry as key length (u32), key,
-//! value length (u32), value. The current snapshot is kept beside the state database as two files
-//! written by rename, so a crash leaves either the old snapshot or the new one, never half of one.
+//! value length (u32), value. The current snapshot is kept beside the state database as one file,
+//! its meta (length-prefixed JSON) then its data, written by rename: a crash leaves either the
+//! old snapshot or the new one, never half of one, and never one snapshot's meta over another's
+//! data.
 
 use std::fs;
 use std::io::{Cursor, Write};
@@ -17,7 +19,6 @@ use crate::types::{LogId, Snapshot, SnapshotMeta, StoredMembership};
 
 const MAGIC: &[u8] = b"raftgraph-snapshot-v1\n";
 const SNAPSHOT_FILE: &str = "snapshot.bin";
-const SNAPSHOT_META_FILE: &str = "snapshot.meta.json";
 
 fn snap_err(what: &str, e: impl std::fmt::Display) -> SmError {
     SmError::Snapshot(format!("{what}: {e}"))
@@ -114,7 +115,33 @@ fn decode_tables(bytes: &[u8]) -> Result<Vec<DecodedTable<'_>>, SmError> {
     Ok(out)
 }
 
+/// A fingerprint of the whole replicated state, to compare nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StateDigest {
+    /// The log index the state reflects.
+    pub applied_index: u64,
+    /// Rows across all state tables.
+    pub rows: u64,
+    /// FNV-1a (64 bits) of the snapshot encoding of every state table: equal states, equal
+    /// hashes, on any machine and build.
+    pub hash: u64,
+}
+
 impl StateMachine {
+    /// Fingerprints every state table (the snapshot's encoding, so exactly what replicates).
+    /// Two nodes that applied the same log agree; the simulation checks that they do.
+    pub fn digest(&self) -> Result<StateDigest, SmError> {
+        let view = self.read()?;
+        let mut rows = 0;
+        for def in STATE_TABLES {
+            rows += view.txn.open_table(*def)?.len()?;
+        }
+        let bytes = encode_tables(&view.txn)?;
+        let hash =
+            bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3));
+        Ok(StateDigest { applied_index: view.applied_index, rows, hash })
+    }
+
     pub(super) fn build_snapshot_blocking(&self) -> Result<Snapshot, SmError> {
         let txn = self.db.begin_read()?;
         let (last_log_id, last_membership) = {
@@ -143,28 +170,40 @@ impl StateMachine {
         Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) })
     }
 
+    /// Keeps `meta` and `data` as the current snapshot, unless the one already kept is newer
+    /// (an install and a build can finish in either order; the newer must stay).
     fn save_current(&self, meta: &SnapshotMeta, data: &[u8]) -> Result<(), SmError> {
-        // Data first, then the meta that names it: a crash between the two leaves the old meta,
-        // which a reader checks against the data's length below.
-        write_atomically(&self.dir.join(SNAPSHOT_FILE), data)?;
-        let meta_json = serde_json::to_vec(&(meta, data.len()))?;
-        write_atomically(&self.dir.join(SNAPSHOT_META_FILE), &meta_json)
+        let _guard = self.snapshot_file.lock().map_err(|_| SmError::Snapshot("snapshot lock poisoned".into()))?;
+        if let Some((current, _)) = self.read_current()? {
+            if current.last_log_id > meta.last_log_id {
+                return Ok(());
+            }
+        }
+        let meta_json = serde_json::to_vec(meta)?;
+        let mut file = Vec::with_capacity(4 + meta_json.len() + data.len());
+        file.extend_from_slice(&(meta_json.len() as u32).to_be_bytes());
+        file.extend_from_slice(&meta_json);
+        file.extend_from_slice(data);
+        write_atomically(&self.dir.join(SNAPSHOT_FILE), &file)
+    }
+
+    fn read_current(&self) -> Result<Option<(SnapshotMeta, Vec<u8>)>, SmError> {
+        let path = self.dir.join(SNAPSHOT_FILE);
+        let mut file = match fs::read(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(snap_err("read snapshot", e)),
+        };
+        let mut r = Reader { buf: &file };
+        let meta_len = u32::from_be_bytes(r.take(4)?.try_into().map_err(|_| SmError::Corrupt("snapshot header"))?);
+        let meta: SnapshotMeta = serde_json::from_slice(r.take(meta_len as usize)?)?;
+        let data = file.split_off(4 + meta_len as usize);
+        Ok(Some((meta, data)))
     }
 
     pub(super) fn current_snapshot_blocking(&self) -> Result<Option<Snapshot>, SmError> {
-        let meta_path = self.dir.join(SNAPSHOT_META_FILE);
-        if !meta_path.exists() {
-            return Ok(None);
-        }
-        let meta_bytes = fs::read(&meta_path).map_err(|e| snap_err("read snapshot meta", e))?;
-        let (meta, len): (SnapshotMeta, usize) = serde_json::from_slice(&meta_bytes)?;
-        let data = fs::read(self.dir.join(SNAPSHOT_FILE)).map_err(|e| snap_err("read snapshot", e))?;
-        if data.len() != len {
-            // The data file is newer than its meta (a crash between the two renames): treat it as
-            // no snapshot; openraft will build a fresh one.
-            return Ok(None);
-        }
-        Ok(Some(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) }))
+        let _guard = self.snapshot_file.lock().map_err(|_| SmError::Snapshot("snapshot lock poisoned".into()))?;
+        Ok(self.read_current()?.map(|(meta, data)| Snapshot { meta, snapshot: Box::new(Cursor::new(data)) }))
     }
 
     pub(super) fn install_snapshot_blocking(&self, meta: &SnapshotMeta, data: Vec<u8>) -> Result<(), SmError> {
@@ -184,6 +223,7 @@ impl StateMachine {
         }
         txn.commit()?;
         self.save_current(meta, &data)?;
+        self.installed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.applied.send_replace(meta.last_log_id.map_or(0, |l| l.index));
         self.events.send_replace(self.read()?.event_window()?.1);
         Ok(())

@@ -33,7 +33,7 @@ pub(crate) const ORDERS_BY_SALE: StateTable = TableDefinition::new("orders_by_sa
 pub(crate) const ORDERS_BY_USER: StateTable = TableDefinition::new("orders_by_user");
 /// (sale id, user id) -> `BuyerTotal`: what a buyer holds of a sale, for the per-user limit.
 pub(crate) const SALE_BUYERS: StateTable = TableDefinition::new("sale_buyers");
-/// (sale id, u64::MAX - quantity, first purchase ms, user id) -> empty: the leaderboard, read
+/// (sale id, u64::MAX - quantity, first purchase ms, first order id, user id) -> empty: the leaderboard, read
 /// in key order (most units first, then the earlier first purchase).
 pub(crate) const LEADERBOARD: StateTable = TableDefinition::new("leaderboard");
 /// (user id, idempotency key) -> order id: a repeated purchase returns the first order.
