@@ -1,0 +1,94 @@
+//! A small GraphQL-over-HTTP client for simulated client hosts.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::net::{post, NetError, PORT};
+
+/// How one GraphQL request ended.
+#[derive(Debug, Clone)]
+pub enum Answer {
+    /// `data`, with no errors.
+    Data(Value),
+    /// The first error: its `extensions.code`, and whether the server said the write may still
+    /// take effect (`extensions.outcomeUnknown`).
+    Error {
+        /// The stable error code.
+        code: String,
+        /// True when a write reached a leader's log and may commit later.
+        outcome_unknown: bool,
+        /// The message, for reports.
+        message: String,
+    },
+    /// No GraphQL answer at all.
+    Net(NetError),
+}
+
+impl Answer {
+    /// True when the request certainly had no effect on the cluster.
+    pub fn certainly_not_applied(&self) -> bool {
+        match self {
+            Answer::Data(_) => false,
+            Answer::Error { code, outcome_unknown, .. } => !(code == "UNAVAILABLE" && *outcome_unknown),
+            Answer::Net(NetError::Unreachable(_)) => true,
+            Answer::Net(NetError::NoAnswer(_)) => false,
+        }
+    }
+
+    /// True when another node may well succeed (the cluster, not the request, was the problem).
+    pub fn worth_retrying(&self) -> bool {
+        match self {
+            Answer::Data(_) => false,
+            Answer::Error { code, .. } => code == "UNAVAILABLE" || code == "RATE_LIMITED",
+            Answer::Net(_) => true,
+        }
+    }
+
+    /// The error code, if this is a GraphQL error.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            Answer::Error { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+}
+
+/// The address of simulated node `id`.
+pub fn node_addr(id: u64) -> String {
+    format!("n{id}:{PORT}")
+}
+
+/// POSTs `query` to `/graphql` on `addr`, with a bearer `token` if given.
+pub async fn request(addr: &str, query: &str, token: Option<&str>, timeout: Duration) -> Answer {
+    let body = serde_json::to_vec(&serde_json::json!({ "query": query })).unwrap_or_default();
+    let mut headers = Vec::new();
+    if let Some(t) = token {
+        headers.push(("authorization", format!("Bearer {t}")));
+    }
+    let (status, bytes) = match post(addr, "/graphql", &headers, body, timeout).await {
+        Ok(x) => x,
+        Err(e) => return Answer::Net(e),
+    };
+    let Ok(value) = serde_json::from_slice::<Value>(&bytes) else {
+        return Answer::Error {
+            code: format!("HTTP_{status}"),
+            outcome_unknown: false,
+            message: String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned(),
+        };
+    };
+    if let Some(err) = value.get("errors").and_then(|e| e.get(0)) {
+        let ext = err.get("extensions");
+        return Answer::Error {
+            code: ext.and_then(|x| x.get("code")).and_then(Value::as_str).unwrap_or("NO_CODE").to_string(),
+            outcome_unknown: ext.and_then(|x| x.get("outcomeUnknown")).and_then(Value::as_bool).unwrap_or(false),
+            message: err.get("message").and_then(Value::as_str).unwrap_or_default().to_string(),
+        };
+    }
+    Answer::Data(value.get("data").cloned().unwrap_or(Value::Null))
+}
+
+/// Quotes `s` as a GraphQL string literal (JSON string syntax is valid GraphQL).
+pub fn lit(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
+}
