@@ -176,6 +176,32 @@ async fn sales_follow_the_rules() {
     assert_eq!(names, ["bob", "carol", "dave", "erin"], "three with 3 units by first purchase, then erin: {lb}");
     assert_eq!(lb["leaderboard"][0]["quantity"], 3);
     assert_eq!(lb["leaderboard"][3]["quantity"], 1);
+
+    // Phase 10: `sales` pages by id with stable cursors, and `status` keeps only the sales in
+    // that status now: the ended ones here, page by page, none repeated.
+    let q = "query($st:SaleStatus,$a:String){ sales(status:$st, first:1, after:$a){ edges{ cursor node{ id status } } pageInfo{ hasNextPage endCursor } } }";
+    let mut seen = Vec::new();
+    let mut after = serde_json::Value::Null;
+    loop {
+        let page = s.h.ok(q, json!({"st": "ENDED", "a": after}), None).await;
+        let edges = page["sales"]["edges"].as_array().expect("edges").clone();
+        assert!(edges.len() <= 1, "first: 1 gives at most one: {page}");
+        for e in &edges {
+            assert_eq!(e["node"]["status"], "ENDED", "{page}");
+            seen.push(e["node"]["id"].as_str().expect("id").to_string());
+        }
+        if page["sales"]["pageInfo"]["hasNextPage"] != true {
+            break;
+        }
+        after = page["sales"]["pageInfo"]["endCursor"].clone();
+    }
+    assert!(seen.contains(&past) && seen.contains(&open), "both ended sales: {seen:?}");
+    assert!(!seen.contains(&later), "a scheduled sale is not ENDED: {seen:?}");
+    let mut unique = seen.clone();
+    unique.dedup();
+    assert_eq!(unique, seen, "no sale on two pages");
+    let all = s.h.ok(q.replace("first:1", "first:100").as_str(), json!({"st": null, "a": null}), None).await;
+    assert!(all["sales"]["edges"].as_array().expect("edges").len() > seen.len(), "no filter, every sale: {all}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
