@@ -6,6 +6,9 @@
 //! `extensions.code` rather than ending the run. The process exits with status 1 when no
 //! measured request succeeded, or when `purchase-burst` finds the sale's counts disagreeing with
 //! the purchases acknowledged to the buyers.
+//!
+//! The `peer` scenario sends the same operations (a claim, a check, a purchase) to etcd,
+//! PostgreSQL or Redis instead, through the same driver and report, for `bench/compare`.
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -28,6 +31,8 @@ use tokio::task::JoinSet;
 // The binary's crate root is this file, so its modules would be looked up beside it in
 // `src/bin/`, where Cargo would take them for binaries of their own; they live under
 // `src/bin/loadgen/` instead.
+#[path = "loadgen/peers.rs"]
+mod peers;
 #[path = "loadgen/purchase.rs"]
 mod purchase;
 #[path = "loadgen/subscribers.rs"]
@@ -127,6 +132,14 @@ enum ScenarioCommand {
         #[command(flatten)]
         fanout: subscribers::SubscribersArgs,
     },
+    /// The claim, check or purchase against etcd, PostgreSQL or Redis, for comparisons:
+    /// `--nodes` takes that system's addresses, and each worker opens its own connection.
+    Peer {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        peer: peers::PeerArgs,
+    },
 }
 
 impl ScenarioCommand {
@@ -136,7 +149,8 @@ impl ScenarioCommand {
             Self::Claims { common, .. }
             | Self::Checks { common, .. }
             | Self::PurchaseBurst { common, .. }
-            | Self::Subscribers { common, .. } => common,
+            | Self::Subscribers { common, .. }
+            | Self::Peer { common, .. } => common,
         }
     }
 }
@@ -361,6 +375,7 @@ async fn build_scenario(
             Ok(Scenario::PurchaseBurst(Box::new(burst)))
         }
         ScenarioCommand::Subscribers { .. } => bail!("the subscribers scenario has no closed-loop workers"),
+        ScenarioCommand::Peer { .. } => bail!("the peer scenario does not talk GraphQL"),
     }
 }
 
@@ -401,10 +416,35 @@ struct Plan {
     cap: Option<u64>,
 }
 
+/// Where the workers send their requests.
+enum Target {
+    /// This project's nodes, through the GraphQL client.
+    Graphql { client: Client, scenario: Scenario },
+    /// A peer system, each worker on its own connection; boxed for its size.
+    Peer(Box<peers::Peer>),
+}
+
+impl Target {
+    /// Short name for reports.
+    fn label(&self) -> &'static str {
+        match self {
+            Self::Graphql { scenario, .. } => scenario.label(),
+            Self::Peer(_) => "peer",
+        }
+    }
+
+    /// The scenario's parameters, for reports.
+    fn params(&self) -> Value {
+        match self {
+            Self::Graphql { scenario, .. } => scenario.params(),
+            Self::Peer(peer) => peer.params(),
+        }
+    }
+}
+
 /// State the workers share.
 struct Shared {
-    client: Client,
-    scenario: Scenario,
+    target: Target,
     plan: Plan,
     /// Measured requests started so far, checked against the cap.
     measured_started: AtomicU64,
@@ -534,14 +574,24 @@ async fn run_worker(worker: usize, shared: Arc<Shared>, seed: u64) -> anyhow::Re
                 }
             }
         }
-        let request = shared.scenario.request(worker, seq, &mut rng);
-        // Offsetting by the worker spreads concurrent requests over all nodes at every moment;
-        // counting sends rather than requests moves a repeated request on to the next node.
-        let node = worker.wrapping_add(sent as usize);
-        let result = shared.client.execute(node, request.query, request.variables, request.bearer.as_deref()).await;
-        let done = Instant::now();
+        let (Verdict { error_code, units, next }, done) = match &shared.target {
+            Target::Graphql { client, scenario } => {
+                let request = scenario.request(worker, seq, &mut rng);
+                // Offsetting by the worker spreads concurrent requests over all nodes at every
+                // moment; counting sends rather than requests moves a repeated request on to the
+                // next node.
+                let node = worker.wrapping_add(sent as usize);
+                let result = client.execute(node, request.query, request.variables, request.bearer.as_deref()).await;
+                let done = Instant::now();
+                (scenario.judge(result), done)
+            }
+            // The peer decodes its answer before returning, as `execute` does.
+            Target::Peer(peer) => {
+                let verdict = peer.step(worker, seq, &mut rng).await;
+                (verdict, Instant::now())
+            }
+        };
         shared.completed.fetch_add(1, Ordering::Relaxed);
-        let Verdict { error_code, units, next } = shared.scenario.judge(result);
         stats.acknowledged += u64::from(error_code.is_none());
         stats.units += units;
         if measured {
@@ -640,6 +690,9 @@ struct Report {
     /// The `purchase-burst` scenario's own fields, at the top level.
     #[serde(flatten)]
     purchase: Option<purchase::Summary>,
+    /// The `peer` scenario's own fields.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    peer: Option<peers::Summary>,
 }
 
 impl Report {
@@ -667,6 +720,9 @@ impl Report {
             "latency ms    p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}",
             l.p50, l.p90, l.p99, l.p999, l.max
         );
+        if let Some(peer) = &self.peer {
+            peer.print_table();
+        }
         if let Some(p) = &self.purchase {
             let or_unknown = |v: Option<i64>| v.map_or_else(|| "?".to_owned(), |v| v.to_string());
             println!("sold          {} units in {} orders, by the answers", p.sold_by_responses, p.orders);
@@ -723,44 +779,43 @@ async fn main() -> ExitCode {
 /// Builds the client and scenario, runs the load, and prints the report.
 async fn run_cli(cli: Cli) -> anyhow::Result<ExitCode> {
     let common = cli.scenario.common();
-
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_millis(common.timeout_ms))
-        .connect_timeout(Duration::from_millis(transport::CONNECT_TIMEOUT_MS))
-        .pool_max_idle_per_host(common.concurrency as usize)
-        .build()
-        .context("building HTTP client")?;
-    let client = Client::with_http_client(http, &common.nodes)?;
     let seed = common.seed.unwrap_or_else(rand::random);
     let run_id = match &common.run_id {
         Some(id) => id.clone(),
         None => random_run_id(&mut rand::rng()),
     };
-    if let ScenarioCommand::Subscribers { fanout, .. } = &cli.scenario {
-        // Not closed-loop workers: N sockets listening, one sender at a fixed rate.
-        let report = subscribers::run(&client, &common.nodes[0], fanout, common.duration, &run_id).await?;
-        if common.json {
-            println!("{}", serde_json::to_string(&report)?);
-        } else {
-            report.print_table();
+    let target = match &cli.scenario {
+        ScenarioCommand::Peer { peer, .. } => {
+            let timeout = Duration::from_millis(common.timeout_ms);
+            let workers = common.concurrency as usize;
+            Target::Peer(Box::new(peers::setup(peer, &common.nodes, workers, timeout, run_id).await?))
         }
-        if !report.complete() {
-            eprintln!("some deliveries are missing, out of order, or sockets failed");
-            return Ok(ExitCode::FAILURE);
+        ScenarioCommand::Subscribers { fanout, .. } => {
+            return run_subscribers(&graphql_client(common)?, common, fanout, &run_id).await;
         }
-        return Ok(ExitCode::SUCCESS);
-    }
-    let scenario = build_scenario(&cli.scenario, common, &client, run_id).await?;
+        command => {
+            let client = graphql_client(common)?;
+            let scenario = build_scenario(command, common, &client, run_id).await?;
+            Target::Graphql { client, scenario }
+        }
+    };
+    let nodes = match &target {
+        Target::Peer(peer) => peer.endpoints_redacted(),
+        Target::Graphql { .. } => common.nodes.clone(),
+    };
 
     let started = Instant::now();
-    let measure_from = match scenario.measure_from() {
+    let measure_from = match &target {
+        Target::Graphql { scenario, .. } => scenario.measure_from(),
+        Target::Peer(_) => None,
+    };
+    let measure_from = match measure_from {
         // A sale that opened during setup is measured from the end of setup.
         Some(at) => at.max(started),
         None => started + Duration::from_secs(common.warmup_secs()),
     };
     let shared = Arc::new(Shared {
-        client,
-        scenario,
+        target,
         plan: Plan {
             started,
             measure_from,
@@ -772,17 +827,20 @@ async fn run_cli(cli: Cli) -> anyhow::Result<ExitCode> {
         stop: watch::Sender::new(false),
     });
     let stats = run(shared.clone(), common.concurrency as usize, seed).await?;
-    let purchase = match &shared.scenario {
-        Scenario::PurchaseBurst(burst) => Some(purchase::finish(&shared.client, burst, &stats).await),
-        Scenario::Claims { .. } | Scenario::Checks { .. } => None,
+    let (purchase, peer) = match &shared.target {
+        Target::Graphql { client, scenario: Scenario::PurchaseBurst(burst) } => {
+            (Some(purchase::finish(client, burst, &stats).await), None)
+        }
+        Target::Graphql { .. } => (None, None),
+        Target::Peer(peer) => (None, Some(peer.finish(stats.units).await)),
     };
 
     let elapsed_secs = stats.last_done.map_or(0.0, |done| (done - measure_from).as_secs_f64());
     let requests = stats.ok + stats.error_count();
     let report = Report {
-        scenario: shared.scenario.label(),
-        params: shared.scenario.params(),
-        nodes: common.nodes.clone(),
+        scenario: shared.target.label(),
+        params: shared.target.params(),
+        nodes,
         concurrency: common.concurrency,
         duration_secs: common.duration,
         warmup_secs: (measure_from - started).as_secs_f64().round() as u64,
@@ -795,6 +853,7 @@ async fn run_cli(cli: Cli) -> anyhow::Result<ExitCode> {
         latency_ms: summarize(&stats.latency_us),
         seed,
         purchase,
+        peer,
     };
     if common.json {
         println!("{}", serde_json::to_string(&report)?);
@@ -811,7 +870,43 @@ async fn run_cli(cli: Cli) -> anyhow::Result<ExitCode> {
         eprintln!("the sale's counts disagree with the acknowledged purchases: {}", problems.join("; "));
         code = ExitCode::FAILURE;
     }
+    if report.peer.as_ref().is_some_and(|peer| !peer.accounting_is_ok()) {
+        eprintln!("the stock taken differs from the purchases acknowledged, or could not be read back");
+        code = ExitCode::FAILURE;
+    }
     Ok(code)
+}
+
+/// The GraphQL client for `--nodes`, with a connection pool as large as the concurrency.
+fn graphql_client(common: &Common) -> anyhow::Result<Client> {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_millis(common.timeout_ms))
+        .connect_timeout(Duration::from_millis(transport::CONNECT_TIMEOUT_MS))
+        .pool_max_idle_per_host(common.concurrency as usize)
+        .build()
+        .context("building HTTP client")?;
+    Ok(Client::with_http_client(http, &common.nodes)?)
+}
+
+/// Runs the `subscribers` scenario, which has no closed-loop workers: N sockets listening, one
+/// sender at a fixed rate.
+async fn run_subscribers(
+    client: &Client,
+    common: &Common,
+    fanout: &subscribers::SubscribersArgs,
+    run_id: &str,
+) -> anyhow::Result<ExitCode> {
+    let report = subscribers::run(client, &common.nodes[0], fanout, common.duration, run_id).await?;
+    if common.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        report.print_table();
+    }
+    if !report.complete() {
+        eprintln!("some deliveries are missing, out of order, or sockets failed");
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 #[cfg(test)]
