@@ -94,7 +94,8 @@ pub fn words(text: &str) -> Vec<String> {
 }
 
 fn is_tag_char(c: char) -> bool {
-    c.is_alphanumeric() || c == '_'
+    // Combining marks too: a decomposed `e\u{301}` is part of the word `café`, not its end.
+    c.is_alphanumeric() || c == '_' || is_combining_mark(c)
 }
 
 /// Runs of characters after `sigil` (at the start or after a character that is not part of a
@@ -122,7 +123,8 @@ fn sigil_runs(body: &str, sigil: char, is_part: impl Fn(char) -> bool) -> Vec<St
 pub fn hashtags(body: &str) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for tag in sigil_runs(body, '#', is_tag_char) {
-        let tag = cut(tag.to_lowercase());
+        // NFC, so `#café` typed precomposed or decomposed is one tag.
+        let tag = cut(tag.nfc().collect::<String>().to_lowercase());
         if !out.contains(&tag) {
             out.push(tag);
         }
@@ -132,7 +134,7 @@ pub fn hashtags(body: &str) -> Vec<String> {
 
 /// Normalizes a hashtag given to `tweetsByHashtag` ("#Rust", "rust" and "RUST" are one tag).
 pub fn normalize_tag(tag: &str) -> String {
-    cut(tag.trim().trim_start_matches('#').to_lowercase())
+    cut(tag.trim().trim_start_matches('#').nfc().collect::<String>().to_lowercase())
 }
 
 /// Names a body mentions (`@name`: letters, digits, '_' or '.', trailing dots dropped), each
@@ -590,6 +592,9 @@ mod tests {
     fn tags_mentions_and_words_are_extracted_the_same_way_everywhere() {
         // Phase 1: tags are lowercased once each; `a#b` and e-mail addresses are not sigils.
         assert_eq!(hashtags("#Rust and #rust, #Café_2 a#b"), vec!["rust", "café_2"]);
+        // Precomposed and decomposed accents are one tag, not `cafe` cut at the mark.
+        assert_eq!(hashtags("#caf\u{e9} #cafe\u{301}"), vec!["caf\u{e9}"]);
+        assert_eq!(normalize_tag("#CAFE\u{301}"), "caf\u{e9}");
         assert_eq!(mention_names("hi @Alice. and @bob_1, mail a@b.c @alice"), vec!["Alice", "bob_1", "alice"]);
         // Phase 2: search words are accent- and case-folded.
         assert_eq!(words("Crème BRÛLÉE, naïve!"), vec!["creme", "brulee", "naive"]);
