@@ -16,6 +16,11 @@ pub const BATCH_REQUESTS_MAX: usize = 16;
 /// frames, and tungstenite zeroes its whole read buffer on every read: axum's 128 KiB default
 /// cost a fifth of the node's CPU with thousands of sockets open (docs/BENCHMARKS.md).
 pub const WS_READ_BUFFER_BYTES: usize = 4 * 1024;
+/// How long a WebSocket may take to accept one outgoing message. A subscriber that stops reading
+/// never slows apply (subscriptions read the feed, they hold no queue), but its connection would
+/// wait forever on a full socket; past this it is closed with a reason, and a client that
+/// reconnects with `afterIndex` gets what it missed.
+pub const WS_SEND_TIMEOUT_MS: u64 = 10_000;
 /// Most clients (IP addresses) the rate limiter tracks; past this, idle ones are forgotten.
 pub const RATE_LIMIT_CLIENTS_MAX: usize = 100_000;
 

@@ -3,25 +3,29 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::str::FromStr as _;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use async_graphql::http::{playground_source, GraphQLPlaygroundConfig};
+use async_graphql::http::{playground_source, GraphQLPlaygroundConfig, WebSocketProtocols, WsMessage};
 use async_graphql::{BatchRequest, Data, ErrorExtensions};
-use async_graphql_axum::{GraphQLProtocol, GraphQLResponse, GraphQLWebSocket};
+use async_graphql_axum::GraphQLResponse;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, State, WebSocketUpgrade};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use futures::{SinkExt as _, StreamExt as _};
 use raft::network::CLUSTER_SECRET_HEADER;
 use raft::Store;
 use schema::{AppSchema, BearerToken};
 
 use crate::config::{
     BATCH_REQUESTS_MAX, BODY_BYTES_MAX, RAFT_BODY_BYTES_MAX, RATE_LIMIT_CLIENTS_MAX, WS_READ_BUFFER_BYTES,
+    WS_SEND_TIMEOUT_MS,
 };
 use crate::metrics::Metrics;
 
@@ -110,32 +114,68 @@ async fn graphql(
     state.schema.execute_batch(batch).await.into()
 }
 
-async fn graphql_ws(
-    State(state): State<AppState>,
-    protocol: GraphQLProtocol,
-    upgrade: WebSocketUpgrade,
-    headers: HeaderMap,
-) -> Response {
+async fn graphql_ws(State(state): State<AppState>, upgrade: WebSocketUpgrade, headers: HeaderMap) -> Response {
+    // The first subprotocol offered that async-graphql speaks (graphql-transport-ws, graphql-ws).
+    let protocol = headers
+        .get(header::SEC_WEBSOCKET_PROTOCOL)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|list| list.split(',').find_map(|p| WebSocketProtocols::from_str(p.trim()).ok()));
+    let Some(protocol) = protocol else {
+        return (StatusCode::BAD_REQUEST, "offer a WebSocket subprotocol: graphql-transport-ws or graphql-ws")
+            .into_response();
+    };
     let header_token = bearer(&headers);
-    upgrade.read_buffer_size(WS_READ_BUFFER_BYTES).protocols(async_graphql::http::ALL_WEBSOCKET_PROTOCOLS).on_upgrade(
-        move |socket| {
-            GraphQLWebSocket::new(socket, state.schema.clone(), protocol)
-                .on_connection_init(move |payload| async move {
-                    // graphql-transport-ws carries auth in connection_init:
-                    // {"Authorization": "Bearer <token>"}; a header on the upgrade also works.
-                    let from_payload = payload
-                        .get("Authorization")
-                        .or_else(|| payload.get("authorization"))
-                        .and_then(|v| v.as_str())
-                        .and_then(|v| v.strip_prefix("Bearer "))
-                        .map(|t| t.trim().to_string());
-                    let mut data = Data::default();
-                    data.insert(BearerToken(from_payload.or(header_token.0)));
-                    Ok(data)
-                })
-                .serve()
+    upgrade
+        .read_buffer_size(WS_READ_BUFFER_BYTES)
+        .protocols(async_graphql::http::ALL_WEBSOCKET_PROTOCOLS)
+        .on_upgrade(move |socket| serve_socket(socket, state.schema.clone(), protocol, header_token))
+}
+
+/// async-graphql-axum's `GraphQLWebSocket::serve`, with one change: each outgoing message must
+/// be accepted within `WS_SEND_TIMEOUT_MS`, or the socket is closed. Its own loop awaits a send
+/// forever, so a client that stops reading would hold its connection (and task) indefinitely.
+async fn serve_socket(socket: WebSocket, schema: AppSchema, protocol: WebSocketProtocols, header_token: BearerToken) {
+    let (mut sink, stream) = socket.split();
+    let input = stream.take_while(|res| futures::future::ready(res.is_ok())).filter_map(|msg| {
+        futures::future::ready(match msg {
+            Ok(m @ (Message::Text(_) | Message::Binary(_))) => Some(m.into_data()),
+            _ => None,
+        })
+    });
+    let output = async_graphql::http::WebSocket::new(schema, input, protocol).on_connection_init(
+        move |payload: serde_json::Value| async move {
+            // graphql-transport-ws carries auth in connection_init:
+            // {"Authorization": "Bearer <token>"}; a header on the upgrade also works.
+            let from_payload = payload
+                .get("Authorization")
+                .or_else(|| payload.get("authorization"))
+                .and_then(|v| v.as_str())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .map(|t| t.trim().to_string());
+            let mut data = Data::default();
+            data.insert(BearerToken(from_payload.or(header_token.0)));
+            Ok(data)
         },
-    )
+    );
+    futures::pin_mut!(output);
+    let timeout = std::time::Duration::from_millis(WS_SEND_TIMEOUT_MS);
+    while let Some(item) = output.next().await {
+        let msg = match item {
+            WsMessage::Text(text) => Message::Text(text.into()),
+            WsMessage::Close(code, reason) => Message::Close(Some(CloseFrame { code, reason: reason.into() })),
+        };
+        match tokio::time::timeout(timeout, sink.send(msg)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return,
+            Err(_) => {
+                tracing::info!(timeout_ms = WS_SEND_TIMEOUT_MS, "closing a subscriber socket that stopped reading");
+                // Best effort: a socket this full may not take the close frame either.
+                let close = CloseFrame { code: 1008, reason: "too slow: no message accepted in time".into() };
+                let _ = tokio::time::timeout(timeout, sink.send(Message::Close(Some(close)))).await;
+                return;
+            }
+        }
+    }
 }
 
 async fn playground() -> Html<String> {

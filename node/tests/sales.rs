@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use support::{Cluster, Gql, Subscription, REGISTER};
+use support::{Cluster, Gql, Subscription, LOGIN, REGISTER};
 
 const BUY: &str =
     "mutation($s:ID!,$q:Int!,$k:String!){ purchase(saleId:$s, quantity:$q, idempotencyKey:$k){ id quantity } }";
@@ -26,9 +26,24 @@ async fn register_all(c: &Gql, prefix: &str, n: usize, nodes: &[usize]) -> Vec<S
         let name = format!("{prefix}{i}");
         tasks.push(tokio::spawn(async move {
             let _p = sem.acquire().await.expect("sem");
-            let (d, e) = c.gql(node, REGISTER, json!({"u": name, "p": "buyer password"}), None).await;
-            assert_eq!(e, None, "register {name}");
-            d["register"]["token"].as_str().expect("token").to_string()
+            let vars = json!({"u": name, "p": "buyer password"});
+            // As a real client: an overloaded node sheds a write with UNAVAILABLE; retry, and if
+            // an earlier attempt did commit, the name is ours and logging in finds it.
+            for attempt in 0..5 {
+                match c.gql(node, REGISTER, vars.clone(), None).await {
+                    (d, None) => return d["register"]["token"].as_str().expect("token").to_string(),
+                    (_, Some(code)) if code == "UNAVAILABLE" && attempt < 4 => {
+                        tokio::time::sleep(Duration::from_millis(200)).await
+                    }
+                    (_, Some(code)) if code == "USERNAME_TAKEN" && attempt > 0 => {
+                        let (d, e) = c.gql(node, LOGIN, vars.clone(), None).await;
+                        assert_eq!(e, None, "login {name}");
+                        return d["login"]["token"].as_str().expect("token").to_string();
+                    }
+                    (_, e) => panic!("register {name}: {e:?}"),
+                }
+            }
+            unreachable!("the loop returns or panics")
         }));
     }
     let mut tokens = Vec::new();

@@ -252,6 +252,8 @@ impl Drop for Cluster {
 pub const RESERVE: &str = "mutation($n:String!){ reserveUsername(name:$n, ttlSeconds:600){ token expiresAt } }";
 pub const REGISTER: &str =
     "mutation($u:String!,$p:String!){ register(input:{username:$u,password:$p}){ token user{ id username } } }";
+pub const LOGIN: &str =
+    "mutation($u:String!,$p:String!){ login(username:$u,password:$p){ token user{ id username } } }";
 pub const AVAIL: &str =
     "query($n:String!,$c:Consistency){ usernameAvailability(name:$n, consistency:$c){ status appliedIndex } }";
 
