@@ -154,6 +154,28 @@ impl<M: Model> Search<'_, M> {
     }
 }
 
+/// Where a violating history first goes wrong: the earliest-completing operation such that the
+/// history of everything completed up to it (plus the unknown operations invoked by then) has no
+/// linearization, and the operations on the key that completed before it was invoked. A
+/// 1-minimal history can be degenerate (a read of stock 2 from 12 is impossible on its own, so
+/// shrinking drops the purchases that made it stale); this is the context a reader needs.
+pub fn first_failure<M: Model>(model: &M, ops: &[Op]) -> Option<(Op, Vec<Op>)> {
+    let mut done: Vec<&Op> = ops.iter().filter(|o| o.ret != u64::MAX).collect();
+    done.sort_by_key(|o| o.ret);
+    for culprit in &done {
+        let prefix: Vec<Op> = ops
+            .iter()
+            .filter(|o| o.ret <= culprit.ret || (o.ret == u64::MAX && o.call < culprit.ret))
+            .cloned()
+            .collect();
+        if check(model, &prefix) == Verdict::Violation {
+            let before = ops.iter().filter(|o| o.ret < culprit.call).cloned().collect();
+            return Some(((*culprit).clone(), before));
+        }
+    }
+    None
+}
+
 /// Shrinks a violating history to a 1-minimal one: removing any single remaining operation
 /// would make it linearizable. Passes repeat until one removes nothing, since removing a later
 /// operation can make an earlier one removable.
@@ -276,5 +298,8 @@ mod tests {
         let h = vec![buy(0, 1, 2), buy(1, 3, 4), buy(2, 5, 6), read];
         let min = shrink(&m, &h);
         assert_eq!(min.len(), 1, "{min:?}");
+        // The first failure names that read, with the three purchases acknowledged before it.
+        let (culprit, before) = first_failure(&m, &h).expect("a violation");
+        assert_eq!((culprit.id, before.len()), (9, 3), "{culprit:?} {before:?}");
     }
 }

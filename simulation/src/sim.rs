@@ -37,6 +37,8 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_millis(2_500);
 pub const ATTEMPTS_MAX: usize = 3;
 /// After healing, how long the cluster has to converge before that is a violation.
 pub const CONVERGE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Operations shown before the first failing one in a report.
+pub const FAILURE_CONTEXT_OPS_MAX: usize = 12;
 /// Simulated time a run may take in all before it is reported stuck.
 pub const RUN_LIMIT: Duration = Duration::from_secs(300);
 
@@ -1039,26 +1041,37 @@ fn check_history(s: &Shared) -> Vec<Violation> {
     let initial: BTreeMap<u64, u64> = s.setup.as_ref().map(|x| x.sales.iter().copied().collect()).unwrap_or_default();
     let mut out = Vec::new();
     for (key, ops) in by_key {
-        let (verdict, minimal) = match &key {
-            Key::Name(_) => {
-                let v = check::check(&NameModel, &ops);
-                (v.clone(), if v == Verdict::Violation { check::shrink(&NameModel, &ops) } else { Vec::new() })
+        fn explain<M: check::Model>(m: &M, ops: &[Op]) -> (Verdict, String) {
+            let v = check::check(m, ops);
+            if v != Verdict::Violation {
+                return (v, String::new());
             }
-            Key::Sale(id) => {
-                let m = SaleModel { initial: initial.get(id).copied().unwrap_or(0) };
-                let v = check::check(&m, &ops);
-                (v.clone(), if v == Verdict::Violation { check::shrink(&m, &ops) } else { Vec::new() })
+            let minimal = check::shrink(m, ops);
+            let mut text = format!(
+                "minimal failing history ({} operations; removing any one makes it linearizable):\n{}",
+                minimal.len(),
+                minimal.iter().map(|o| o.to_string()).collect::<Vec<_>>().join("\n")
+            );
+            if let Some((culprit, before)) = check::first_failure(m, ops) {
+                let shown = &before[before.len().saturating_sub(FAILURE_CONTEXT_OPS_MAX)..];
+                text += &format!(
+                    "\nthe first operation with no linearization:\n{culprit}\nafter these, completed before it was invoked (last {} of {}):\n{}",
+                    shown.len(),
+                    before.len(),
+                    shown.iter().map(|o| o.to_string()).collect::<Vec<_>>().join("\n")
+                );
             }
+            (v, text)
+        }
+        let (verdict, detail) = match &key {
+            Key::Name(_) => explain(&NameModel, &ops),
+            Key::Sale(id) => explain(&SaleModel { initial: initial.get(id).copied().unwrap_or(0) }, &ops),
         };
         match verdict {
             Verdict::Linearizable => {}
             Verdict::Violation => out.push(Violation {
                 what: format!("{key}: the history is not linearizable ({} operations)", ops.len()),
-                detail: format!(
-                    "minimal failing history ({} operations; removing any one makes it linearizable):\n{}",
-                    minimal.len(),
-                    minimal.iter().map(|o| o.to_string()).collect::<Vec<_>>().join("\n")
-                ),
+                detail,
             }),
             Verdict::Inconclusive(states) => out.push(Violation {
                 what: format!("{key}: the checker gave up after {states} states"),

@@ -18,9 +18,12 @@ const REGRESSION_SEEDS: [(u64, &str); 1] = [(
      removed node never converged",
 )];
 
-/// Seeds each injected bug is given to show up in. Both show up within the first few seeds
-/// today; the bound leaves room for schedule changes without letting the checker go blind.
-const INJECT_SEEDS_MAX: u64 = 12;
+/// Seeds each injected bug is given to show up in. Measured over seeds 1..=30 (release):
+/// unchecked-stock fails 30 of 30, stale-read 11 of 30 (a stale read needs a LINEARIZABLE read
+/// to land on a lagging node). Runs are not bit-exact (docs/SIMULATION.md), so the bound is set
+/// where missing stale-read by chance is about one in 60,000 (0.63^24); the search stops at the
+/// first seed that catches it, usually within the first few.
+const INJECT_SEEDS_MAX: u64 = 24;
 
 fn run_seed(cfg: SimConfig) -> simulation::Outcome {
     let cmd = cfg.replay_command();
