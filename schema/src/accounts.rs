@@ -84,7 +84,10 @@ impl UserObject {
 /// (following, followers) of a user, from this node's state.
 async fn follow_counts(ctx: &Context<'_>, user: u64) -> Result<(u64, u64), Error> {
     let api = ctx.data::<ApiContext>()?;
-    Ok(api.store.read(StoreConsistency::Local, |v| v.follow_counts(user)).await.map_err(store)?.value)
+    Ok(crate::applied::value(
+        ctx,
+        api.store.read(StoreConsistency::Local, |v| v.follow_counts(user)).await.map_err(store)?,
+    ))
 }
 
 /// A signed-in session.
@@ -205,11 +208,14 @@ impl AccountQuery {
         let found = match (id, username) {
             (Some(id), None) => {
                 let id: u64 = id.parse().map_err(|_| invalid("id", format!("{:?} is not a user id", id.0)))?;
-                api.store.read(consistency.into(), |v| v.user(id)).await.map_err(store)?.value
+                crate::applied::value(ctx, api.store.read(consistency.into(), |v| v.user(id)).await.map_err(store)?)
             }
             (None, Some(name)) => {
                 let canonical = names::canonical(&name);
-                api.store.read(consistency.into(), |v| v.user_by_canonical(&canonical)).await.map_err(store)?.value
+                crate::applied::value(
+                    ctx,
+                    api.store.read(consistency.into(), |v| v.user_by_canonical(&canonical)).await.map_err(store)?,
+                )
             }
             _ => return Err(invalid("user", "give exactly one of id and username")),
         };

@@ -16,8 +16,10 @@
 //! - `sales`: products, flash sales, purchases, orders, leaderboard, `saleUpdates`.
 //! - `tweets`: follows, tweets, timelines, hashtags, mentions, search, `timelineUpdates`.
 //! - `observe`: per-operation timings for metrics.
+//! - `applied`: `extensions.appliedIndex`, the log index an answer was read at.
 
 pub mod accounts;
+pub mod applied;
 pub mod auth;
 pub mod chats;
 pub mod cluster;
@@ -131,6 +133,7 @@ pub fn build(store: Store, jwt_secret: &[u8], config: SchemaConfig) -> Result<Ap
         .limit_depth(depth)
         .limit_complexity(complexity)
         .extension(error::ErrorCodes)
+        .extension(applied::AppliedIndexes)
         .extension(async_graphql::extensions::Tracing);
     if let Some(observer) = observer {
         builder = builder.extension(observe::Observe(observer));

@@ -53,7 +53,8 @@ impl From<StoreSaleStatus> for SaleStatus {
 
 pub(crate) async fn user_object(ctx: &Context<'_>, id: u64) -> Result<Option<UserObject>, Error> {
     let api = ctx.data::<ApiContext>()?;
-    let user = api.store.read(StoreConsistency::Local, |v| v.user(id)).await.map_err(store)?.value;
+    let user =
+        crate::applied::value(ctx, api.store.read(StoreConsistency::Local, |v| v.user(id)).await.map_err(store)?);
     Ok(user.map(|user| UserObject { user, show_private: false }))
 }
 
@@ -90,7 +91,8 @@ impl SaleObject {
     async fn product(&self, ctx: &Context<'_>) -> Result<Option<ProductObject>, Error> {
         let api = ctx.data::<ApiContext>()?;
         let id = self.0.product_id;
-        Ok(api.store.read(StoreConsistency::Local, |v| v.product(id)).await.map_err(store)?.value.map(ProductObject))
+        Ok(crate::applied::value(ctx, api.store.read(StoreConsistency::Local, |v| v.product(id)).await.map_err(store)?)
+            .map(ProductObject))
     }
     async fn status(&self) -> SaleStatus {
         self.0.status_at(now_ms()).into()
@@ -230,7 +232,8 @@ impl SaleQuery {
     async fn product(&self, ctx: &Context<'_>, id: ID) -> Result<Option<ProductObject>, Error> {
         let id = parse_id("id", &id)?;
         let api = ctx.data::<ApiContext>()?;
-        Ok(api.store.read(StoreConsistency::Local, |v| v.product(id)).await.map_err(store)?.value.map(ProductObject))
+        Ok(crate::applied::value(ctx, api.store.read(StoreConsistency::Local, |v| v.product(id)).await.map_err(store)?)
+            .map(ProductObject))
     }
 
     /// A sale, read at `consistency` (default LINEARIZABLE: stock as of now, cluster-wide).
@@ -243,7 +246,7 @@ impl SaleQuery {
         let id = parse_id("id", &id)?;
         let api = ctx.data::<ApiContext>()?;
         let c = consistency.unwrap_or(Consistency::Linearizable);
-        Ok(api.store.read(c.into(), |v| v.sale(id)).await.map_err(store)?.value.map(SaleObject))
+        Ok(crate::applied::value(ctx, api.store.read(c.into(), |v| v.sale(id)).await.map_err(store)?).map(SaleObject))
     }
 
     /// Sales by id, optionally only those with `status` now.
@@ -258,8 +261,10 @@ impl SaleQuery {
         let (n, after) = (page_size(first)?, cursor(after)?);
         let now = now_ms();
         let keep = move |s: &Sale| status.is_none_or(|st| SaleStatus::from(s.status_at(now)) == st);
-        let mut rows =
-            api.store.read(StoreConsistency::Local, |v| v.sales(after, n + 1, keep)).await.map_err(store)?.value;
+        let mut rows = crate::applied::value(
+            ctx,
+            api.store.read(StoreConsistency::Local, |v| v.sales(after, n + 1, keep)).await.map_err(store)?,
+        );
         let has_next = rows.len() > n;
         rows.truncate(n);
         let mut conn = Connection::new(after > 0, has_next);
@@ -339,8 +344,10 @@ impl SaleQuery {
             return Err(invalid("limit", format!("must be 1 to {LEADERBOARD_LIMIT_MAX}, got {limit}")));
         }
         let api = ctx.data::<ApiContext>()?;
-        let rows =
-            api.store.read(StoreConsistency::Local, |v| v.leaderboard(id, limit as usize)).await.map_err(store)?.value;
+        let rows = crate::applied::value(
+            ctx,
+            api.store.read(StoreConsistency::Local, |v| v.leaderboard(id, limit as usize)).await.map_err(store)?,
+        );
         Ok(rows.into_iter().enumerate().map(|(i, total)| LeaderboardEntry { rank: i + 1, total }).collect())
     }
 }

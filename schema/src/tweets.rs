@@ -46,7 +46,8 @@ impl TweetObject {
     async fn reply_to(&self, ctx: &Context<'_>) -> Result<Option<TweetObject>, Error> {
         let Some(id) = self.0.reply_to else { return Ok(None) };
         let api = ctx.data::<ApiContext>()?;
-        Ok(api.store.read(StoreConsistency::Local, |v| v.tweet(id)).await.map_err(store)?.value.map(TweetObject))
+        Ok(crate::applied::value(ctx, api.store.read(StoreConsistency::Local, |v| v.tweet(id)).await.map_err(store)?)
+            .map(TweetObject))
     }
     async fn reply_to_id(&self) -> Option<ID> {
         self.0.reply_to.map(|r| ID(r.to_string()))
@@ -112,7 +113,8 @@ async fn tweet_page(
     let before = before_of(after)?;
     let api = ctx.data::<ApiContext>()?;
     let consistency = consistency.unwrap_or(Consistency::Local).into();
-    let mut rows = api.store.read(consistency, |v| f(v, before, n + 1)).await.map_err(store)?.value.tweets;
+    let mut rows =
+        crate::applied::value(ctx, api.store.read(consistency, |v| f(v, before, n + 1)).await.map_err(store)?).tweets;
     let has_next = rows.len() > n;
     rows.truncate(n);
     let mut conn = Connection::new(has_after, has_next);
@@ -169,7 +171,7 @@ impl TweetQuery {
         let id = parse_id("id", &id)?;
         let api = ctx.data::<ApiContext>()?;
         let c = consistency.unwrap_or(Consistency::Local).into();
-        Ok(api.store.read(c, |v| v.tweet(id)).await.map_err(store)?.value.map(TweetObject))
+        Ok(crate::applied::value(ctx, api.store.read(c, |v| v.tweet(id)).await.map_err(store)?).map(TweetObject))
     }
 
     /// The viewer's home timeline: their own tweets and those of the accounts they follow,

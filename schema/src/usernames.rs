@@ -148,6 +148,7 @@ impl UsernameQuery {
             })
             .await
             .map_err(store)?;
+        crate::applied::record(ctx, read.applied_index);
         let (status, reason, suggestions) = read.value;
         Ok(UsernameAvailability {
             canonical: names::canonical(&name),

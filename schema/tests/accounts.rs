@@ -155,6 +155,15 @@ async fn limits_and_consistency_levels() {
         assert!(a["appliedIndex"].as_u64().expect("index") >= applied, "{c}: {a}");
     }
 
+    // Phase 2b: any read's response says, in `extensions.appliedIndex`, which log index the
+    // state it read reflects; a LOCAL read of a user included. A request that reads no state
+    // carries none.
+    let req = async_graphql::Request::new("{ user(username:\"grace\", consistency:LOCAL){ id } }");
+    let resp = serde_json::to_value(h.schema.execute(req).await).expect("json");
+    assert!(resp["extensions"]["appliedIndex"].as_u64().expect("an index") >= applied, "{resp}");
+    let resp = serde_json::to_value(h.schema.execute("{ __typename }").await).expect("json");
+    assert!(resp.get("extensions").is_none_or(|e| e.get("appliedIndex").is_none()), "{resp}");
+
     // Phase 3: the cluster query describes the one-node cluster.
     let c =
         h.ok("{ cluster { nodeId leaderId term state lastApplied members { id addr voter } } }", json!({}), None).await;
