@@ -92,22 +92,24 @@ async fn sales_never_oversell_across_nodes_and_survive_a_leader_crash() {
     assert_eq!(e, None, "the first account is the admin");
     let admin = d["register"]["token"].as_str().expect("token").to_string();
 
-    // Phase 1: a sale of 100 units, 2 per buyer, and a subscriber on node 3, which takes no
-    // purchases: it must see the stock fall to 0 and SOLD_OUT live.
+    // Phase 1: a sale of 100 units, 2 per buyer, and, on a second sale of 20, a subscriber on
+    // node 3, which will take none of that sale's purchases: it must see its stock fall to 0
+    // and SOLD_OUT live.
     let sale = create_sale(&c, &admin, 100, 2).await;
+    let watched = create_sale(&c, &admin, 20, 2).await;
     let sub_q = "subscription($s:ID!){ saleUpdates(saleId:$s){ index stock sold status } }";
-    let mut sub = Subscription::open(&cluster.nodes[2].addr, sub_q, json!({"s": sale}), None).await;
+    let mut sub = Subscription::open(&cluster.nodes[2].addr, sub_q, json!({"s": watched}), None).await;
     let first = sub.next(Duration::from_secs(10)).await.expect("current state");
-    assert_eq!(first["data"]["saleUpdates"]["stock"], 100, "{first}");
+    assert_eq!(first["data"]["saleUpdates"]["stock"], 20, "{first}");
 
-    // Phase 2: 300 buyers fire one purchase each at once through nodes 1 and 2: exactly 100
-    // succeed, the rest are SOLD_OUT.
-    let buyers = register_all(&c, "buyer", 300, &[0, 1]).await;
+    // Phase 2: 300 buyers fire one purchase each at once, spread over the three nodes: exactly
+    // 100 succeed, the rest are SOLD_OUT.
+    let buyers = register_all(&c, "buyer", 300, &[0, 1, 2]).await;
     let mut tasks = Vec::new();
     for (i, token) in buyers.iter().enumerate() {
         let (c, token, sale) = (c.clone(), token.clone(), sale.clone());
         tasks.push(tokio::spawn(async move {
-            c.gql(i % 2, BUY, json!({"s": sale, "q": 1, "k": "once"}), Some(&token)).await.1
+            c.gql(i % 3, BUY, json!({"s": sale, "q": 1, "k": "once"}), Some(&token)).await.1
         }));
     }
     let mut outcomes: BTreeMap<String, usize> = BTreeMap::new();
@@ -133,7 +135,23 @@ async fn sales_never_oversell_across_nodes_and_survive_a_leader_crash() {
     }
     assert!(per_buyer.values().all(|q| *q <= 2), "no buyer holds more than 2");
 
-    // ... and the subscriber on node 3 saw it live, down to 0 and SOLD_OUT.
+    // Phase 2b: 30 buyers take the watched sale through nodes 1 and 2 only; the subscriber on
+    // node 3 sees it live, down to 0 and SOLD_OUT.
+    let mut tasks = Vec::new();
+    for (i, token) in buyers.iter().take(30).enumerate() {
+        let (c, token, watched) = (c.clone(), token.clone(), watched.clone());
+        tasks.push(tokio::spawn(async move {
+            c.gql(i % 2, BUY, json!({"s": watched, "q": 1, "k": "watched"}), Some(&token)).await.1
+        }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        match t.await.expect("task") {
+            None => ok += 1,
+            Some(code) => assert_eq!(code, "SOLD_OUT"),
+        }
+    }
+    assert_eq!(ok, 20, "exactly the stock");
     let mut last = first;
     while last["data"]["saleUpdates"]["status"] != "SOLD_OUT" {
         last = sub.next(Duration::from_secs(10)).await.expect("live updates until sold out");
