@@ -113,9 +113,19 @@ async fn tweet_page(
     let before = before_of(after)?;
     let api = ctx.data::<ApiContext>()?;
     let consistency = consistency.unwrap_or(Consistency::Local).into();
-    let mut rows =
-        crate::applied::value(ctx, api.store.read(consistency, |v| f(v, before, n + 1)).await.map_err(store)?).tweets;
-    let has_next = rows.len() > n;
+    let page = crate::applied::value(ctx, api.store.read(consistency, |v| f(v, before, n + 1)).await.map_err(store)?);
+    let mut rows = page.tweets;
+    if page.capped && rows.is_empty() {
+        return Err(api_error(
+            code::INVALID_INPUT,
+            format!(
+                "no match in the {} newest index rows below this cursor; the search is too broad, add or change words",
+                raft::state_machine::tweets::SEARCH_ROWS_READ_MAX
+            ),
+        ));
+    }
+    // A capped page is short, but older matches may follow: the client goes on from its end.
+    let has_next = rows.len() > n || page.capped;
     rows.truncate(n);
     let mut conn = Connection::new(has_after, has_next);
     conn.edges.extend(rows.into_iter().map(|t| Edge::new(t.id.to_string(), TweetObject(t))));

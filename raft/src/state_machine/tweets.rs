@@ -334,6 +334,9 @@ pub struct TweetPage {
     pub tweets: Vec<Tweet>,
     /// Index rows read.
     pub rows_read: usize,
+    /// The read stopped at its row budget ([`SEARCH_ROWS_READ_MAX`]) before the end of the
+    /// index: older matches may exist below the last tweet returned.
+    pub capped: bool,
 }
 
 type Index = redb::ReadOnlyTable<&'static [u8], &'static [u8]>;
@@ -411,7 +414,7 @@ impl ReadView {
 
     fn tweets_of(&self, ids: Vec<u64>, rows_read: usize) -> Result<TweetPage, SmError> {
         let table = self.txn.open_table(tables::TWEETS)?;
-        let mut page = TweetPage { tweets: Vec::with_capacity(ids.len()), rows_read };
+        let mut page = TweetPage { tweets: Vec::with_capacity(ids.len()), rows_read, capped: false };
         for id in ids {
             match get_json(&table, &id_key(id))? {
                 Some(t) => page.tweets.push(t),
@@ -517,7 +520,7 @@ impl ReadView {
     /// Tweets matching `query` with id below `before`, newest first: a leapfrog intersection of
     /// the words' postings in the inverted index (each step seeks one word's range to at most the
     /// current candidate), then phrases checked on the candidate's body. Stops after
-    /// [`SEARCH_ROWS_READ_MAX`] index rows with what it has.
+    /// [`SEARCH_ROWS_READ_MAX`] index rows with what it has, marked `capped`.
     pub fn search(&self, query: &SearchQuery, before: u64, limit: usize) -> Result<TweetPage, SmError> {
         let mut page = TweetPage::default();
         if before == 0 || limit == 0 || query.words.is_empty() {
@@ -527,13 +530,22 @@ impl ReadView {
         let tweets = self.txn.open_table(tables::TWEETS)?;
         let prefixes: Vec<Vec<u8>> = query.words.iter().map(|w| key(&[w.as_bytes(), &[0]])).collect();
         let mut at = before - 1;
+        let mut ended = false;
         'outer: while page.tweets.len() < limit && page.rows_read < SEARCH_ROWS_READ_MAX {
             // Every word's newest id at or below `at`; when they all agree, `at` is a hit.
             let mut agreed = 0;
             let mut i = 0;
             while agreed < prefixes.len() {
+                // The budget bounds the inner walk too: two common words that never meet would
+                // otherwise walk both lists to the end.
+                if page.rows_read >= SEARCH_ROWS_READ_MAX {
+                    break 'outer;
+                }
                 page.rows_read += 1;
-                let Some(id) = id_at_or_below(&index, &prefixes[i], at)? else { break 'outer };
+                let Some(id) = id_at_or_below(&index, &prefixes[i], at)? else {
+                    ended = true;
+                    break 'outer;
+                };
                 if id == at {
                     agreed += 1;
                 } else {
@@ -549,6 +561,7 @@ impl ReadView {
                 let body_words = words(&tweet.body);
                 if !query.phrases.iter().all(|p| has_phrase(&body_words, p)) {
                     if at == 0 {
+                        ended = true;
                         break;
                     }
                     at -= 1;
@@ -557,10 +570,13 @@ impl ReadView {
             }
             page.tweets.push(tweet);
             if at == 0 {
+                ended = true;
                 break;
             }
             at -= 1;
         }
+        // Out of the loop with the page not full and the index not exhausted: the budget ran out.
+        page.capped = !ended && page.tweets.len() < limit;
         Ok(page)
     }
 
