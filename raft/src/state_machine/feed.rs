@@ -38,6 +38,8 @@ pub(crate) fn flush(t: &mut Tables) -> Result<u64, SmError> {
     // Prune the oldest events beyond the window; the same on every node since it depends only
     // on the sequence.
     let keep_from = last.saturating_sub(EVENTS_RETAINED_MAX) + 1;
+    // Each pruned topic's mark is written once per batch, at its highest pruned number.
+    let mut marks: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
     loop {
         let oldest = match t.event_log.first()? {
             Some((k, v)) => {
@@ -49,6 +51,9 @@ pub(crate) fn flush(t: &mut Tables) -> Result<u64, SmError> {
         let Some((seq, topic)) = oldest else { break };
         t.event_log.remove(seq.to_be_bytes().as_slice())?;
         t.events.remove(event_key(&topic, seq).as_slice())?;
+        marks.insert(topic, seq);
+    }
+    for (topic, seq) in marks {
         t.events.insert(pruned_key(&topic).as_slice(), seq.to_be_bytes().as_slice())?;
     }
     Ok(last)
