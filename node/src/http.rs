@@ -35,6 +35,8 @@ pub struct AppState {
     pub schema: AppSchema,
     pub store: Store,
     pub metrics: Arc<Metrics>,
+    /// The request stages the HTTP handler times (decode, encode); the schema times the rest.
+    pub stages: Arc<schema::observe::RequestStages>,
     pub cluster_secret: Arc<str>,
     pub limiter: Arc<RateLimiter>,
 }
@@ -78,10 +80,11 @@ async fn graphql(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> GraphQLResponse {
+) -> Response {
     if !state.limiter.allow(peer.ip()) {
         state.metrics.rate_limited();
-        return graphql_error(schema::error::code::RATE_LIMITED, "too many requests from this client; slow down");
+        return graphql_error(schema::error::code::RATE_LIMITED, "too many requests from this client; slow down")
+            .into_response();
     }
     let body = match body {
         Ok(b) => b,
@@ -90,16 +93,24 @@ async fn graphql(
                 schema::error::code::INVALID_INPUT,
                 &format!("the request body exceeds {BODY_BYTES_MAX} bytes"),
             )
+            .into_response()
         }
-        Err(e) => return graphql_error(schema::error::code::INVALID_INPUT, &format!("unreadable request body: {e}")),
+        Err(e) => {
+            return graphql_error(schema::error::code::INVALID_INPUT, &format!("unreadable request body: {e}"))
+                .into_response()
+        }
     };
-    let batch: BatchRequest = match serde_json::from_slice(&body) {
+    let decoding = Instant::now();
+    let decoded = serde_json::from_slice::<BatchRequest>(&body);
+    state.stages.decode.since(decoding);
+    let batch = match decoded {
         Ok(b) => b,
         Err(e) => {
             return graphql_error(
                 schema::error::code::INVALID_INPUT,
                 &format!("the body must be a JSON GraphQL request (or an array of them): {e}"),
             )
+            .into_response()
         }
     };
     if let BatchRequest::Batch(items) = &batch {
@@ -107,11 +118,16 @@ async fn graphql(
             return graphql_error(
                 schema::error::code::INVALID_INPUT,
                 &format!("a batch may hold at most {BATCH_REQUESTS_MAX} operations, got {}", items.len()),
-            );
+            )
+            .into_response();
         }
     }
     let batch = batch.data(bearer(&headers));
-    state.schema.execute_batch(batch).await.into()
+    let resp = GraphQLResponse::from(state.schema.execute_batch(batch).await);
+    let encoding = Instant::now();
+    let resp = resp.into_response();
+    state.stages.encode.since(encoding);
+    resp
 }
 
 async fn graphql_ws(State(state): State<AppState>, upgrade: WebSocketUpgrade, headers: HeaderMap) -> Response {

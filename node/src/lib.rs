@@ -140,11 +140,13 @@ where
     let transport = transport(cluster_secret.clone());
     let store = Store::open(store_config, transport).await.map_err(|e| anyhow::anyhow!("open store: {e}"))?;
 
-    let metrics = Arc::new(metrics::Metrics::new()?);
+    let stages = Arc::new(schema::observe::RequestStages::default());
+    let metrics = Arc::new(metrics::Metrics::new(stages.clone())?);
     let observer_metrics = metrics.clone();
     let schema_config = schema::SchemaConfig {
         username_cooldown_secs: config.username_cooldown_secs,
         observer: Some(Arc::new(move |op: &str, elapsed, failed| observer_metrics.observe(op, elapsed, failed))),
+        stages: stages.clone(),
         ..Default::default()
     };
     let schema = schema::build(store.clone(), jwt_secret.as_bytes(), schema_config).map_err(anyhow::Error::msg)?;
@@ -152,6 +154,7 @@ where
         schema,
         store: store.clone(),
         metrics,
+        stages,
         cluster_secret: cluster_secret.into(),
         limiter: Arc::new(http::RateLimiter::new(config.rate_limit_per_sec)),
     };

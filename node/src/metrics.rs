@@ -1,11 +1,14 @@
 //! Prometheus metrics: requests by operation, and the node's Raft position.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
 };
+use raft::stages::{Histogram, BUCKET_BOUNDS_US};
 use raft::Store;
+use schema::observe::RequestStages;
 
 /// The node's metrics. Registered in their own registry so tests can run several nodes in one
 /// process without collisions.
@@ -22,11 +25,18 @@ pub struct Metrics {
     batches: IntGauge,
     commands: IntGauge,
     read_rounds: IntGauge,
+    /// The serving side's request stages (the store's come from the store at render time).
+    request_stages: Arc<RequestStages>,
 }
+
+/// The name of the per-stage histogram family: every stage of a request, on the serving node
+/// (`http_decode` .. `http_encode`) and in the store (`propose` .. `read_index`, see
+/// [`raft::Stages`]), labelled by `stage`.
+pub const STAGE_METRIC: &str = "stage_duration_seconds";
 
 impl Metrics {
     /// Creates and registers every metric.
-    pub fn new() -> Result<Self, prometheus::Error> {
+    pub fn new(request_stages: Arc<RequestStages>) -> Result<Self, prometheus::Error> {
         let registry = Registry::new();
         let requests = IntCounterVec::new(
             Opts::new("graphql_requests_total", "GraphQL requests by root field and outcome"),
@@ -75,6 +85,7 @@ impl Metrics {
             batches,
             commands,
             read_rounds,
+            request_stages,
         })
     }
 
@@ -106,6 +117,31 @@ impl Metrics {
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
             tracing::warn!(error = %e, "encode metrics");
         }
-        String::from_utf8(out).unwrap_or_default()
+        let mut text = String::from_utf8(out).unwrap_or_default();
+        let stages = store.stats().stages.clone();
+        let all = self.request_stages.all().into_iter().chain(stages.all());
+        render_stages(&mut text, all);
+        text
+    }
+}
+
+/// Appends `stages` as one Prometheus histogram family in the text format.
+fn render_stages<'a>(out: &mut String, stages: impl Iterator<Item = (&'static str, &'a Histogram)>) {
+    use std::fmt::Write as _;
+    let _ = writeln!(out, "# HELP {STAGE_METRIC} Time spent in each stage of a request on this node");
+    let _ = writeln!(out, "# TYPE {STAGE_METRIC} histogram");
+    for (stage, h) in stages {
+        let s = h.snapshot();
+        let mut cumulative = 0;
+        for (i, n) in s.buckets.iter().enumerate() {
+            cumulative += n;
+            let le = match BUCKET_BOUNDS_US.get(i) {
+                Some(us) => format!("{}", *us as f64 / 1e6),
+                None => "+Inf".to_string(),
+            };
+            let _ = writeln!(out, "{STAGE_METRIC}_bucket{{stage=\"{stage}\",le=\"{le}\"}} {cumulative}");
+        }
+        let _ = writeln!(out, "{STAGE_METRIC}_sum{{stage=\"{stage}\"}} {}", s.sum_ns as f64 / 1e9);
+        let _ = writeln!(out, "{STAGE_METRIC}_count{{stage=\"{stage}\"}} {}", s.count);
     }
 }

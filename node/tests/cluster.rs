@@ -61,6 +61,28 @@ async fn three_nodes_agree_survive_a_leader_crash_and_refuse_writes_without_quor
         }
     }
     assert_eq!((ok, taken), (1, 49), "exactly one owner");
+    // ... and /metrics says where those writes spent their time, stage by stage: the leader
+    // wrote batches through Raft, every node appended and applied them, and a follower
+    // forwarded its own. A stage that is never recorded would make the profile in
+    // docs/BENCHMARKS.md silently wrong.
+    for i in 0..3 {
+        let text = c.http.get(format!("http://{}/metrics", c.nodes[i].addr)).send().await.expect("metrics");
+        let text = text.text().await.expect("body");
+        let count = |stage: &str| -> u64 {
+            let prefix = format!("stage_duration_seconds_count{{stage=\"{stage}\"}} ");
+            let line = text.lines().find(|l| l.starts_with(&prefix)).unwrap_or_else(|| panic!("no {prefix}:\n{text}"));
+            line[prefix.len()..].parse().expect("a count")
+        };
+        let mut recorded = vec!["http_decode", "graphql_parse", "graphql_validate", "graphql_execute", "http_encode"];
+        recorded.extend(["propose", "propose_queue", "log_append", "log_fsync", "apply", "apply_commit"]);
+        recorded.push(if i == leader { "raft_write" } else { "forward" });
+        if i == leader {
+            recorded.push("replicate_rpc");
+        }
+        for stage in recorded {
+            assert!(count(stage) > 0, "node {i} (leader {leader}) recorded no {stage}");
+        }
+    }
     // ... and every node sees the name taken, in any case and as its Cyrillic look-alike.
     for i in 0..3 {
         for name in ["ALICE", "\u{0430}lice"] {

@@ -14,6 +14,7 @@
 //! - `network`: node-to-node RPC over HTTP with the cluster secret (`RaftNetworkFactory`).
 //! - `proposer`: batches concurrent proposals into one entry and forwards them to the leader.
 //! - `store`: the narrow handle the schema uses: propose, read at a consistency, cluster status.
+//! - `stages`: per-stage latency histograms of the write and read paths (exported as metrics).
 //! - `inject`: bugs the fault simulation can switch on to prove its checker finds them.
 
 pub mod command;
@@ -24,6 +25,7 @@ pub mod names;
 pub mod network;
 mod proposer;
 mod read_index;
+pub mod stages;
 pub mod state_machine;
 mod store;
 pub mod types;
@@ -31,6 +33,7 @@ pub mod types;
 pub use command::{Command, DomainError, ErrorCode, ProfileChange, Response, Role, User};
 pub use inject::Inject;
 pub use log_store::LogStore;
+pub use stages::Stages;
 pub use state_machine::{ReadView, SmError, StateDigest, StateMachine};
 pub use store::{
     ClusterStatus, Consistency, MemberStatus, Read, Store, StoreConfig, StoreError, StoreStats, RETRY_AFTER_MS,

@@ -9,11 +9,13 @@ use std::fmt::Debug;
 use std::ops::RangeBounds;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Instant;
 
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{AnyError, ErrorSubject, ErrorVerb, LogState, RaftLogReader, StorageIOError};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 
+use crate::stages::Stages;
 use crate::types::{Entry, LogId, StorageError, TypeConfig, Vote};
 
 /// Log entries by index, serialized as JSON.
@@ -29,6 +31,7 @@ const KEY_COMMITTED: &str = "committed";
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<Database>,
+    stages: Arc<Stages>,
 }
 
 /// Errors inside the log store; converted to openraft's (much larger) `StorageError` once, at
@@ -84,7 +87,13 @@ impl LogStore {
         txn.open_table(LOG)?;
         txn.open_table(LOG_META)?;
         txn.commit()?;
-        Ok(LogStore { db: Arc::new(db) })
+        Ok(LogStore { db: Arc::new(db), stages: Arc::default() })
+    }
+
+    /// Records append timings into `stages` (shared with the rest of the store).
+    pub fn with_stages(mut self, stages: Arc<Stages>) -> Self {
+        self.stages = stages;
+        self
     }
 
     fn get_meta<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>, LogError> {
@@ -189,11 +198,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
     {
+        let started = Instant::now();
         let mut encoded = Vec::new();
         for entry in entries {
             encoded.push((entry.log_id.index, serde_json::to_vec(&entry).map_err(|e| write_err(e.into()))?));
         }
         let db = self.db.clone();
+        let stages = self.stages.clone();
         let res = blocking(move || {
             let txn = db.begin_write()?;
             {
@@ -202,10 +213,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                     table.insert(*index, bytes.as_slice())?;
                 }
             }
-            Ok(txn.commit()?)
+            let committing = Instant::now();
+            txn.commit()?;
+            stages.log_fsync.since(committing);
+            Ok(())
         })
         .await
         .map_err(write_err);
+        self.stages.log_append.since(started);
         match res {
             Ok(()) => {
                 callback.log_io_completed(Ok(()));

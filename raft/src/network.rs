@@ -18,6 +18,7 @@ use openraft::BasicNode;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::stages::Stages;
 use crate::types::{NodeId, TypeConfig};
 
 /// The header that carries the cluster secret on every `/raft/` request.
@@ -178,12 +179,19 @@ pub struct PeerStatus {
 #[derive(Clone)]
 pub struct Network {
     transport: Arc<dyn Transport>,
+    stages: Arc<Stages>,
 }
 
 impl Network {
     /// A network over `transport`.
     pub fn new(transport: Arc<dyn Transport>) -> Self {
-        Network { transport }
+        Network { transport, stages: Arc::default() }
+    }
+
+    /// Records replication round trips into `stages` (shared with the rest of the store).
+    pub fn with_stages(mut self, stages: Arc<Stages>) -> Self {
+        self.stages = stages;
+        self
     }
 }
 
@@ -191,13 +199,14 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = Connection;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Self::Network {
-        Connection { transport: self.transport.clone(), target, addr: node.addr.clone() }
+        Connection { transport: self.transport.clone(), stages: self.stages.clone(), target, addr: node.addr.clone() }
     }
 }
 
 /// openraft's view of one peer.
 pub struct Connection {
     transport: Arc<dyn Transport>,
+    stages: Arc<Stages>,
     target: NodeId,
     addr: String,
 }
@@ -230,7 +239,10 @@ impl RaftNetwork<TypeConfig> for Connection {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        self.rpc("append", &rpc, &option).await
+        let started = std::time::Instant::now();
+        let answer = self.rpc("append", &rpc, &option).await;
+        self.stages.replicate_rpc.since(started);
+        answer
     }
 
     async fn install_snapshot(

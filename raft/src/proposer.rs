@@ -36,6 +36,8 @@ pub(crate) struct Pending {
     /// slot counts against the same budget (without quorum, slots stay busy until their own
     /// deadlines; a write must still answer UNAVAILABLE within one budget, not two).
     pub deadline: Instant,
+    /// When it joined the queue, for the `propose_queue` stage.
+    pub queued: std::time::Instant,
 }
 
 /// The sending half; the batching task ends when it is dropped.
@@ -77,6 +79,7 @@ pub(crate) fn spawn(inner: Weak<Inner>, mut rx: mpsc::Receiver<Pending>) {
                 let mut proposals = Vec::with_capacity(count);
                 let mut replies = Vec::with_capacity(pending.len());
                 for p in pending {
+                    inner.stages().propose_queue.since(p.queued);
                     replies.push((p.proposals.len(), p.reply));
                     proposals.extend(p.proposals);
                 }

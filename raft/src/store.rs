@@ -20,6 +20,7 @@ use crate::log_store::LogStore;
 use crate::network::{self, ForwardError, JoinRequest, Network, PeerStatus, Transport, TransportError};
 use crate::proposer::{self, Pending, ProposerTx, PROPOSALS_QUEUED_MAX};
 use crate::read_index::SharedRounds;
+use crate::stages::Stages;
 use crate::state_machine::{ReadView, SmError, StateMachine};
 use crate::types::{Batch, BatchResponse, NodeId, Proposal, Raft};
 
@@ -204,6 +205,9 @@ pub struct StoreStats {
     pub commands: AtomicU64,
     /// Read-index rounds run.
     pub read_rounds: AtomicU64,
+    /// Time spent in each stage of the write and read paths, shared with the log, the state
+    /// machine and the network.
+    pub stages: Arc<Stages>,
 }
 
 pub(crate) struct Inner {
@@ -234,9 +238,11 @@ impl Store {
         config.validate().map_err(StoreError::Internal)?;
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|e| StoreError::internal(format!("create data dir {}: {e}", config.data_dir.display())))?;
+        let stages = Arc::new(Stages::default());
         let log = LogStore::open(&config.data_dir.join("raft-log.redb"))
-            .map_err(|e| StoreError::internal(format!("open raft log: {e}")))?;
-        let sm = StateMachine::open_with(&config.data_dir.join("state"), config.inject)?;
+            .map_err(|e| StoreError::internal(format!("open raft log: {e}")))?
+            .with_stages(stages.clone());
+        let sm = StateMachine::open_with(&config.data_dir.join("state"), config.inject)?.with_stages(stages.clone());
         let raft_config = Config {
             cluster_name: "raftgraph".into(),
             heartbeat_interval: config.heartbeat_interval_ms,
@@ -250,7 +256,7 @@ impl Store {
         }
         .validate()
         .map_err(|e| StoreError::internal(format!("raft config: {e}")))?;
-        let network = Network::new(transport.clone());
+        let network = Network::new(transport.clone()).with_stages(stages.clone());
         let raft = Raft::new(config.id, Arc::new(raft_config), network, log.clone(), sm.clone())
             .await
             .map_err(|e| StoreError::internal(format!("start raft: {e}")))?;
@@ -263,7 +269,7 @@ impl Store {
             transport,
             proposer: tx,
             rounds: std::sync::OnceLock::new(),
-            stats: StoreStats::default(),
+            stats: StoreStats { stages, ..StoreStats::default() },
         });
         proposer::spawn(Arc::downgrade(&inner), rx);
         let weak: Weak<Inner> = Arc::downgrade(&inner);
@@ -314,7 +320,10 @@ impl Store {
     /// Proposes a command with an explicit time stamp (tests use this to control time).
     #[tracing::instrument(level = "debug", name = "propose", skip_all)]
     pub async fn propose_at(&self, proposal: Proposal) -> Result<Response, StoreError> {
-        let mut responses = self.inner.enqueue(vec![proposal]).await?;
+        let started = std::time::Instant::now();
+        let result = self.inner.enqueue(vec![proposal]).await;
+        self.inner.stats.stages.propose.since(started);
+        let mut responses = result?;
         responses.pop().ok_or_else(|| StoreError::internal("no response for a proposal"))
     }
 
@@ -325,10 +334,15 @@ impl Store {
         f: impl FnOnce(&ReadView) -> Result<T, SmError>,
     ) -> Result<Read<T>, StoreError> {
         if consistency == Consistency::Linearizable && !self.inner.config.inject.stale_read {
-            self.linearizable_barrier().await?;
+            let started = std::time::Instant::now();
+            let barrier = self.linearizable_barrier().await;
+            self.inner.stats.stages.read_index.since(started);
+            barrier?;
         }
+        let started = std::time::Instant::now();
         let view = self.inner.sm.read()?;
         let value = f(&view)?;
+        self.inner.stats.stages.read_local.since(started);
         Ok(Read { value, applied_index: view.applied_index })
     }
 
@@ -603,7 +617,8 @@ impl Inner {
     async fn enqueue(&self, proposals: Vec<Proposal>) -> Result<Vec<Response>, StoreError> {
         let (reply, rx) = oneshot::channel();
         let deadline = Instant::now() + Duration::from_millis(self.config.propose_timeout_ms);
-        match tokio::time::timeout_at(deadline, self.proposer.send(Pending { proposals, reply, deadline })).await {
+        let pending = Pending { proposals, reply, deadline, queued: std::time::Instant::now() };
+        match tokio::time::timeout_at(deadline, self.proposer.send(pending)).await {
             Ok(Ok(())) => {}
             Ok(Err(_)) => return Err(StoreError::unavailable("store is shutting down")),
             Err(_) => return Err(StoreError::unavailable("the proposal queue stayed full until the deadline")),
@@ -629,6 +644,10 @@ impl Inner {
             }
             Err(StoreError::Internal(m)) => Err(ForwardError::Internal(m)),
         }
+    }
+
+    pub(crate) fn stages(&self) -> &Stages {
+        &self.stats.stages
     }
 
     pub(crate) fn metrics_batch(&self, commands: usize) {
@@ -674,7 +693,10 @@ impl Inner {
         // loaded but healthy leader commits in far less, a leader without quorum was refused
         // above, and the total stays within the 2 s a client is promised.
         let deadline = deadline.max(Instant::now() + Duration::from_millis(WRITE_AFTER_QUEUE_MIN_MS));
-        match tokio::time::timeout_at(deadline, self.raft.client_write(batch)).await {
+        let started = std::time::Instant::now();
+        let written = tokio::time::timeout_at(deadline, self.raft.client_write(batch)).await;
+        self.stats.stages.raft_write.since(started);
+        match written {
             Ok(Ok(resp)) => Ok(resp.data),
             Ok(Err(e)) => Err(self.write_error(e)),
             Err(_) => Err(ForwardError::Unavailable {
@@ -698,15 +720,17 @@ impl Inner {
                 Leader::Me => self.write_local(batch.clone(), deadline).await,
                 Leader::Other(_, addr) => {
                     let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(50));
-                    match network::call::<_, Result<BatchResponse, ForwardError>>(
+                    let started = std::time::Instant::now();
+                    let answer = network::call::<_, Result<BatchResponse, ForwardError>>(
                         self.transport.as_ref(),
                         &addr,
                         "forward",
                         &batch,
                         left,
                     )
-                    .await
-                    {
+                    .await;
+                    self.stats.stages.forward.since(started);
+                    match answer {
                         Ok(r) => r,
                         Err(TransportError::Unreachable(e)) => Err(ForwardError::NotLeader { leader: None })
                             .inspect_err(|_| {

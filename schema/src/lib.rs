@@ -60,6 +60,8 @@ pub struct SchemaConfig {
     pub query_complexity_max: usize,
     /// Told about every request (operation, duration, failed), for metrics.
     pub observer: Option<observe::Observer>,
+    /// Where request time goes (decode, parse, validate, execute, encode), for metrics.
+    pub stages: std::sync::Arc<observe::RequestStages>,
 }
 
 impl Default for SchemaConfig {
@@ -70,6 +72,7 @@ impl Default for SchemaConfig {
             query_depth_max: QUERY_DEPTH_MAX,
             query_complexity_max: QUERY_COMPLEXITY_MAX,
             observer: None,
+            stages: Default::default(),
         }
     }
 }
@@ -127,17 +130,15 @@ pub fn build(store: Store, jwt_secret: &[u8], config: SchemaConfig) -> Result<Ap
     let auth = Auth::new(jwt_secret, config.token_ttl_secs)?;
     let depth = config.query_depth_max;
     let complexity = config.query_complexity_max;
-    let observer = config.observer.clone();
-    let mut builder = Schema::build(Query::default(), Mutation::default(), Subscription::default())
+    let observe = observe::Observe { observer: config.observer.clone(), stages: config.stages.clone() };
+    let builder = Schema::build(Query::default(), Mutation::default(), Subscription::default())
         .data(ApiContext { store, auth, config })
         .limit_depth(depth)
         .limit_complexity(complexity)
         .extension(error::ErrorCodes)
         .extension(applied::AppliedIndexes)
-        .extension(async_graphql::extensions::Tracing);
-    if let Some(observer) = observer {
-        builder = builder.extension(observe::Observe(observer));
-    }
+        .extension(async_graphql::extensions::Tracing)
+        .extension(observe);
     Ok(builder.finish())
 }
 

@@ -1,5 +1,6 @@
 //! Per-operation observation for metrics: which root fields a request ran, how long it took,
-//! and whether it failed, handed to whatever the server plugs in (the node feeds Prometheus).
+//! and whether it failed, handed to whatever the server plugs in (the node feeds Prometheus);
+//! and how long each request spends in parsing, validation and execution ([`RequestStages`]).
 //!
 //! Labels are root field names that exist in the schema (anything else is `invalid`), so a
 //! client cannot grow the label set by sending made-up field names.
@@ -7,24 +8,66 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextRequest};
+use async_graphql::extensions::{
+    Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery, NextRequest, NextValidation,
+};
 use async_graphql::parser::types::{DocumentOperations, ExecutableDocument, OperationType, Selection};
-use async_graphql::{Response, ServerResult, Variables};
+use async_graphql::{Response, ServerError, ServerResult, ValidationResult, Variables};
+use raft::stages::Histogram;
 
 /// Called once per request with the operation label, the time it took, and whether it failed.
 pub type Observer = Arc<dyn Fn(&str, Duration, bool) + Send + Sync>;
 
-/// The extension factory: add it with the observer to report to.
-pub struct Observe(pub Observer);
+/// A request's stages on the serving node, before and after the store's own
+/// ([`raft::Stages`]). `decode` and `encode` are the HTTP body's JSON, timed by the server.
+#[derive(Debug, Default)]
+pub struct RequestStages {
+    /// The HTTP body parsed as JSON into a GraphQL request.
+    pub decode: Histogram,
+    /// The query text parsed into a document.
+    pub parse: Histogram,
+    /// The document validated against the schema (depth, complexity, types).
+    pub validate: Histogram,
+    /// The operation executed: resolvers, with every read and proposal they make.
+    pub execute: Histogram,
+    /// The response serialized to JSON.
+    pub encode: Histogram,
+}
+
+impl RequestStages {
+    /// Every stage with its name, in the order a request meets them.
+    pub fn all(&self) -> [(&'static str, &Histogram); 5] {
+        [
+            ("http_decode", &self.decode),
+            ("graphql_parse", &self.parse),
+            ("graphql_validate", &self.validate),
+            ("graphql_execute", &self.execute),
+            ("http_encode", &self.encode),
+        ]
+    }
+}
+
+/// The extension factory: the observer to report each request to, and the stages to time.
+pub struct Observe {
+    /// Told of every request, if set.
+    pub observer: Option<Observer>,
+    /// Filled with every request's parse, validation and execution times.
+    pub stages: Arc<RequestStages>,
+}
 
 impl ExtensionFactory for Observe {
     fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(ObserveRequest { observer: self.0.clone(), label: Mutex::new(None) })
+        Arc::new(ObserveRequest {
+            observer: self.observer.clone(),
+            stages: self.stages.clone(),
+            label: Mutex::new(None),
+        })
     }
 }
 
 struct ObserveRequest {
-    observer: Observer,
+    observer: Option<Observer>,
+    stages: Arc<RequestStages>,
     /// Set by `parse_query`, read when the request ends. A std mutex: never held across await.
     label: Mutex<Option<String>>,
 }
@@ -75,17 +118,45 @@ impl Extension for ObserveRequest {
         variables: &Variables,
         next: NextParseQuery<'_>,
     ) -> ServerResult<ExecutableDocument> {
-        let doc = next.run(ctx, query, variables).await?;
+        let started = Instant::now();
+        let doc = next.run(ctx, query, variables).await;
+        self.stages.parse.since(started);
+        let doc = doc?;
         let label = label_of(ctx, &doc);
         *self.label.lock().unwrap_or_else(|p| p.into_inner()) = Some(label);
         Ok(doc)
     }
 
+    async fn validation(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        next: NextValidation<'_>,
+    ) -> Result<ValidationResult, Vec<ServerError>> {
+        let started = Instant::now();
+        let result = next.run(ctx).await;
+        self.stages.validate.since(started);
+        result
+    }
+
+    async fn execute(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        operation_name: Option<&str>,
+        next: NextExecute<'_>,
+    ) -> Response {
+        let started = Instant::now();
+        let resp = next.run(ctx, operation_name).await;
+        self.stages.execute.since(started);
+        resp
+    }
+
     async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
         let started = Instant::now();
         let resp = next.run(ctx).await;
-        let label = self.label.lock().unwrap_or_else(|p| p.into_inner()).take().unwrap_or_else(|| "invalid".into());
-        (self.observer)(&label, started.elapsed(), !resp.errors.is_empty());
+        if let Some(observer) = &self.observer {
+            let label = self.label.lock().unwrap_or_else(|p| p.into_inner()).take().unwrap_or_else(|| "invalid".into());
+            observer(&label, started.elapsed(), !resp.errors.is_empty());
+        }
         resp
     }
 }

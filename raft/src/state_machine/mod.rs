@@ -26,6 +26,7 @@ use tokio::sync::watch;
 
 use crate::command::{Command, Response};
 use crate::inject::Inject;
+use crate::stages::Stages;
 use crate::types::{BatchResponse, Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
 use tables::{Tables, SM_META};
 
@@ -90,6 +91,8 @@ pub struct StateMachine {
     /// Snapshots installed from a leader since this process opened the state: tests and
     /// operators tell "caught up from a snapshot" from "replayed the log" by it.
     installed: Arc<std::sync::atomic::AtomicU64>,
+    /// Apply timings, shared with the rest of the store.
+    stages: Arc<Stages>,
 }
 
 impl StateMachine {
@@ -119,11 +122,18 @@ impl StateMachine {
             inject,
             snapshot_file: Arc::new(std::sync::Mutex::new(())),
             installed: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+            stages: Arc::default(),
         };
         let (last, _) = sm.read_applied_state()?;
         sm.applied.send_replace(last.map_or(0, |l| l.index));
         sm.events.send_replace(sm.read()?.event_window()?.1);
         Ok(sm)
+    }
+
+    /// Records apply timings into `stages` (shared with the rest of the store).
+    pub fn with_stages(mut self, stages: Arc<Stages>) -> Self {
+        self.stages = stages;
+        self
     }
 
     /// A watch of the last applied log index, updated after each committed apply batch.
@@ -168,6 +178,7 @@ impl StateMachine {
         let Some(last) = entries.last().map(|e| e.log_id) else {
             return Ok(Vec::new());
         };
+        let started = std::time::Instant::now();
         let txn = self.db.begin_write()?;
         let mut responses = Vec::with_capacity(entries.len());
         let mut membership = None;
@@ -203,7 +214,10 @@ impl StateMachine {
                 meta.insert(tables::META_MEMBERSHIP, serde_json::to_vec(&m)?.as_slice())?;
             }
         }
+        let committing = std::time::Instant::now();
         txn.commit()?;
+        self.stages.apply_commit.since(committing);
+        self.stages.apply.since(started);
         // Wake subscribers only when the batch emitted events: most writes emit none, and each
         // wake-up costs every subscriber a read.
         self.events.send_if_modified(|seq| std::mem::replace(seq, last_event) != last_event);
