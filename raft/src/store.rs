@@ -574,6 +574,12 @@ impl Store {
         if let Err(e) = self.inner.raft.shutdown().await {
             tracing::warn!(error = %e, "raft shutdown");
         }
+        let sm = self.inner.sm.clone();
+        match tokio::task::spawn_blocking(move || sm.flush()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "flush the state at shutdown"),
+            Err(e) => tracing::warn!(error = %e, "flush the state at shutdown"),
+        }
     }
 }
 

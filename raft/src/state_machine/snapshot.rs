@@ -143,7 +143,14 @@ impl StateMachine {
     }
 
     pub(super) fn build_snapshot_blocking(&self) -> Result<Snapshot, SmError> {
-        let txn = self.db.begin_read()?;
+        // Applies commit without fsync (`STATE_DURABLE_INTERVAL_MS`), but openraft purges the
+        // log up to this snapshot once it is built: first make the state durable, and read it
+        // before any further apply, so the durable state covers everything the snapshot does.
+        let txn = {
+            let mut durable_at = self.durable.lock().unwrap_or_else(|p| p.into_inner());
+            self.make_durable(&mut durable_at)?;
+            self.db.begin_read()?
+        };
         let (last_log_id, last_membership) = {
             let meta = txn.open_table(SM_META)?;
             let last: Option<LogId> = match meta.get(tables::META_LAST_APPLIED)? {
