@@ -2,12 +2,13 @@
 # stops release nodes on loopback ports BASE_PORT+1.., each with its own data dir under a
 # temporary work dir that is removed on exit, together with every node still running.
 #
-# After sourcing: $NODE, $LOADGEN, $work, and `results_file NAME` for the raw JSON output.
+# After sourcing: $NODE (or $NODE_BIN when set), $LOADGEN, $work, and `results_file NAME` for the raw JSON output.
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 cargo build --release -q -p node -p client
 TARGET=${CARGO_TARGET_DIR:-target}
-NODE=$TARGET/release/node
+# NODE_BIN: another node binary to run instead (a before/after comparison of two builds).
+NODE=${NODE_BIN:-$TARGET/release/node}
 LOADGEN=$TARGET/release/loadgen
 work=$(mktemp -d)
 mkdir -p bench/results
