@@ -1,4 +1,6 @@
-//! The client's error type and the pure decoding of a GraphQL HTTP response into data or an error.
+//! The client's error type, the pure decoding of a GraphQL HTTP response into data or an error,
+//! and the classification of a failed attempt that the retry policy of [`crate::transport`]
+//! acts on.
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -8,7 +10,7 @@ use serde_json::Value;
 pub const FALLBACK_ERROR_CODE: &str = "INTERNAL";
 
 /// The GraphQL code by which the server says it cannot serve the request right now (no leader,
-/// shutting down); it is the one server code worth retrying on another node.
+/// no quorum, shutting down); it is the one server code worth retrying, possibly on another node.
 pub const UNAVAILABLE_CODE: &str = "UNAVAILABLE";
 
 /// How much of a non-GraphQL error body is kept in [`ClientError::Http`], so that an HTML error
@@ -18,14 +20,39 @@ pub const HTTP_ERROR_BODY_MAX_CHARS: usize = 512;
 /// Everything that can go wrong talking to a node.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    /// The server answered with a GraphQL error; `code` is its `extensions.code`
-    /// (e.g. `USERNAME_TAKEN`), or [`FALLBACK_ERROR_CODE`] when it carried none.
+    /// The server answered with a GraphQL error other than `UNAVAILABLE`; `code` is its
+    /// `extensions.code` (e.g. `USERNAME_TAKEN`), or [`FALLBACK_ERROR_CODE`] when it carried none.
     #[error("{code}: {message}")]
     Graphql {
         /// Machine-readable code from `extensions.code`.
         code: String,
         /// Human-readable message from the server.
         message: String,
+    },
+    /// The server answered `UNAVAILABLE` (no leader, no quorum, overloaded, shutting down),
+    /// with its retry hints.
+    #[error("UNAVAILABLE: {message}{}", if *outcome_unknown { " (the write may still have been applied)" } else { "" })]
+    Unavailable {
+        /// Human-readable message from the server.
+        message: String,
+        /// `extensions.retryAfterMs`: the least wait the server suggests before a retry.
+        retry_after_ms: Option<u64>,
+        /// `extensions.outcomeUnknown`: the write reached a leader's log and may still commit,
+        /// so repeating it could apply it twice. False means it certainly was not applied.
+        outcome_unknown: bool,
+    },
+    /// A non-idempotent operation (see [`crate::transport::Idempotency`]) failed in a way that
+    /// leaves its outcome unknown (a timeout after sending, `outcomeUnknown: true`, a gateway
+    /// error), so it was not retried. The caller must re-check the state (e.g. ask
+    /// `usernameAvailability` after `register`) before trying again.
+    #[error(
+        "{operation}: the outcome is unknown, it may or may not have been applied; check the current state before retrying ({cause})"
+    )]
+    OutcomeUnknown {
+        /// The GraphQL field of the operation, e.g. `register`.
+        operation: String,
+        /// The failure of the last attempt.
+        cause: Box<ClientError>,
     },
     /// The server answered with a non-success HTTP status and no GraphQL errors in the body.
     #[error("HTTP {status}: {body}")]
@@ -46,13 +73,33 @@ pub enum ClientError {
     Config(String),
 }
 
+/// What a failed attempt says about the request, which decides whether the retry policy may
+/// repeat it (see [`crate::transport`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// Repeating cannot help: the server refused the request (a business rule, bad input, no
+    /// permission), or the client or response is broken.
+    Final,
+    /// Worth another attempt, and the request certainly took no effect: the connection was
+    /// refused before anything was sent, or the server said `UNAVAILABLE` with
+    /// `outcomeUnknown: false`. Safe to repeat for any operation.
+    NotApplied,
+    /// Worth another attempt, but the request may have taken effect: a timeout or a dropped
+    /// connection after it was sent, `outcomeUnknown: true`, or a gateway status (502–504) from
+    /// a proxy that may have forwarded it. Safe to repeat only for idempotent operations.
+    MaybeApplied,
+}
+
 impl ClientError {
     /// A short code naming this error, for counting errors by kind: the server's code for
-    /// GraphQL errors, otherwise a client-side code (`HTTP_<status>`, `TIMEOUT`, `CONNECT`,
-    /// `TRANSPORT`, `DECODE`, `CONFIG`) that no server code uses.
+    /// GraphQL errors (`UNAVAILABLE` included), the cause's code for
+    /// [`ClientError::OutcomeUnknown`], otherwise a client-side code (`HTTP_<status>`,
+    /// `TIMEOUT`, `CONNECT`, `TRANSPORT`, `DECODE`, `CONFIG`) that no server code uses.
     pub fn code(&self) -> String {
         match self {
             Self::Graphql { code, .. } => code.clone(),
+            Self::Unavailable { .. } => UNAVAILABLE_CODE.to_owned(),
+            Self::OutcomeUnknown { cause, .. } => cause.code(),
             Self::Http { status, .. } => format!("HTTP_{status}"),
             Self::Transport(e) if e.is_timeout() => "TIMEOUT".to_owned(),
             Self::Transport(e) if e.is_connect() => "CONNECT".to_owned(),
@@ -62,15 +109,53 @@ impl ClientError {
         }
     }
 
-    /// Whether another attempt, possibly on another node, may succeed: the server said
-    /// `UNAVAILABLE`, a gateway status said the same, or the request never completed. A builder
-    /// error means the request itself is malformed and will fail the same way every time.
-    pub fn is_retryable(&self) -> bool {
+    /// The human-readable part: the server's message for server errors, the whole description
+    /// otherwise.
+    pub fn message(&self) -> String {
         match self {
-            Self::Graphql { code, .. } => code == UNAVAILABLE_CODE,
-            Self::Http { status, .. } => matches!(status, 502..=504),
-            Self::Transport(e) => !e.is_builder(),
-            Self::Decode(_) | Self::Config(_) => false,
+            Self::Graphql { message, .. } => message.clone(),
+            other => other.to_string(),
+        }
+    }
+
+    /// Classifies a failed attempt for the retry policy.
+    pub fn failure(&self) -> Failure {
+        match self {
+            Self::Graphql { code, .. } if code == UNAVAILABLE_CODE => Failure::NotApplied,
+            Self::Graphql { .. } => Failure::Final,
+            Self::Unavailable { outcome_unknown: false, .. } => Failure::NotApplied,
+            Self::Unavailable { outcome_unknown: true, .. } => Failure::MaybeApplied,
+            Self::OutcomeUnknown { .. } => Failure::Final,
+            Self::Http { status: 502..=504, .. } => Failure::MaybeApplied,
+            Self::Http { .. } => Failure::Final,
+            // A builder or redirect error fails the same way every time.
+            Self::Transport(e) if e.is_builder() || e.is_redirect() => Failure::Final,
+            // Checked before the timeout: a connect timeout is both, and nothing was sent.
+            Self::Transport(e) if e.is_connect() => Failure::NotApplied,
+            Self::Transport(_) => Failure::MaybeApplied,
+            Self::Decode(_) | Self::Config(_) => Failure::Final,
+        }
+    }
+
+    /// Whether another attempt, possibly on another node, may succeed *if the operation is
+    /// idempotent*: [`ClientError::failure`] is not [`Failure::Final`].
+    pub fn is_retryable(&self) -> bool {
+        self.failure() != Failure::Final
+    }
+
+    /// Whether the request may have taken effect although it failed: `outcomeUnknown: true`,
+    /// a timeout or dropped connection after sending, a gateway error, or an
+    /// [`ClientError::OutcomeUnknown`].
+    pub fn outcome_unknown(&self) -> bool {
+        matches!(self, Self::OutcomeUnknown { .. }) || self.failure() == Failure::MaybeApplied
+    }
+
+    /// The server's `retryAfterMs` hint, when it sent one.
+    pub fn retry_after_ms(&self) -> Option<u64> {
+        match self {
+            Self::Unavailable { retry_after_ms, .. } => *retry_after_ms,
+            Self::OutcomeUnknown { cause, .. } => cause.retry_after_ms(),
+            _ => None,
         }
     }
 }
@@ -96,15 +181,24 @@ struct RawError {
 
 impl From<RawError> for ClientError {
     fn from(raw: RawError) -> Self {
-        let code = raw
-            .extensions
-            .as_ref()
-            .and_then(|ext| ext.get("code"))
-            .and_then(Value::as_str)
-            .unwrap_or(FALLBACK_ERROR_CODE)
-            .to_owned();
-        ClientError::Graphql { code, message: raw.message }
+        from_error_parts(raw.message, raw.extensions.as_ref())
     }
+}
+
+/// Builds the error for a GraphQL error's message and `extensions`: [`ClientError::Unavailable`]
+/// with its hints for `UNAVAILABLE`, [`ClientError::Graphql`] otherwise. Shared with the
+/// WebSocket side, whose errors have the same shape.
+pub(crate) fn from_error_parts(message: String, extensions: Option<&Value>) -> ClientError {
+    let code = extensions.and_then(|ext| ext.get("code")).and_then(Value::as_str).unwrap_or(FALLBACK_ERROR_CODE);
+    if code == UNAVAILABLE_CODE {
+        let ext = extensions.expect("a code implies extensions");
+        return ClientError::Unavailable {
+            message,
+            retry_after_ms: ext.get("retryAfterMs").and_then(Value::as_u64),
+            outcome_unknown: ext.get("outcomeUnknown").and_then(Value::as_bool).unwrap_or(false),
+        };
+    }
+    ClientError::Graphql { code: code.to_owned(), message }
 }
 
 /// Turns an HTTP status and body into the response's `data` or the error it reports.
@@ -231,5 +325,43 @@ mod tests {
         for code in ["RATE_LIMITED", "INTERNAL", "USERNAME_TAKEN", "SOLD_OUT"] {
             assert!(!err(code).is_retryable(), "{code}");
         }
+    }
+
+    #[test]
+    fn unavailable_carries_the_retry_hints() {
+        let resp = json!({"data": null, "errors": [{"message": "no leader", "extensions":
+            {"code": "UNAVAILABLE", "retryAfterMs": 500, "outcomeUnknown": false}}]});
+        let e = parse_response(200, &body(resp)).unwrap_err();
+        assert_eq!(e.code(), "UNAVAILABLE");
+        assert_eq!(e.retry_after_ms(), Some(500));
+        assert_eq!(e.failure(), Failure::NotApplied);
+        assert!(!e.outcome_unknown());
+
+        let resp = json!({"errors": [{"message": "not committed in time", "extensions":
+            {"code": "UNAVAILABLE", "retryAfterMs": 500, "outcomeUnknown": true}}]});
+        let e = parse_response(200, &body(resp)).unwrap_err();
+        assert_eq!(e.failure(), Failure::MaybeApplied);
+        assert!(e.outcome_unknown());
+        assert!(e.to_string().contains("may still have been applied"), "{e}");
+
+        // Hints are optional: a bare UNAVAILABLE is retryable and says the write was not applied.
+        let resp = json!({"errors": [{"message": "shutting down", "extensions": {"code": "UNAVAILABLE"}}]});
+        let e = parse_response(200, &body(resp)).unwrap_err();
+        assert_eq!((e.retry_after_ms(), e.failure()), (None, Failure::NotApplied));
+    }
+
+    #[test]
+    fn outcome_unknown_keeps_the_cause_code_and_is_final() {
+        let cause = ClientError::Unavailable { message: "m".into(), retry_after_ms: Some(500), outcome_unknown: true };
+        let e = ClientError::OutcomeUnknown { operation: "register".into(), cause: Box::new(cause) };
+        assert_eq!(e.code(), "UNAVAILABLE");
+        assert_eq!(e.failure(), Failure::Final);
+        assert!(e.outcome_unknown());
+        assert_eq!(e.retry_after_ms(), Some(500));
+        assert!(e.to_string().starts_with("register: the outcome is unknown"), "{e}");
+        // Gateway errors may have been forwarded: retryable only for idempotent operations.
+        let gateway = ClientError::Http { status: 503, body: String::new() };
+        assert_eq!(gateway.failure(), Failure::MaybeApplied);
+        assert_eq!(ClientError::Http { status: 500, body: String::new() }.failure(), Failure::Final);
     }
 }

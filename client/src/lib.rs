@@ -1,14 +1,45 @@
-//! A small typed client for the Raft-replicated GraphQL backend, plus the `loadgen` binary
-//! that drives it under load.
+//! A small typed client for the Raft-replicated GraphQL backend, the `cli` command-line tool,
+//! and the `loadgen` binary that drives it under load.
 //!
-//! The crate depends on no other crate of this workspace: it speaks only the GraphQL-over-HTTP
-//! contract (`POST {node}/graphql`), so it exercises the server exactly as an outside caller would.
+//! The crate depends on no other crate of this workspace: it speaks only the GraphQL contract
+//! (`POST {node}/graphql`, and graphql-transport-ws on `GET {node}/graphql`), so it exercises the
+//! server exactly as an outside caller would.
 //!
 //! Modules:
-//! - [`error`]: [`ClientError`] and the decoding of a GraphQL response into data or an error.
-//! - [`transport`]: [`Client`], which posts a query to a chosen node, once or with retries.
+//! - [`error`]: [`ClientError`], the decoding of a GraphQL response into data or an error, and
+//!   the classification of a failure ([`error::Failure`]) the retry policy acts on.
+//! - [`transport`]: [`Client`], which posts a query to a chosen node, once or under a
+//!   [`RetryPolicy`].
 //! - [`ops`]: the contract's operations as query text, typed results and helper methods.
-//! - [`subscribe`]: a graphql-transport-ws subscription that resumes on the next node.
+//! - [`subscribe`](mod@subscribe): a graphql-transport-ws subscription that resumes on another
+//!   node from the last index it saw.
+//!
+//! # Retries
+//! Typed helpers retry by default (turn it off with [`Client::with_retries`]). A failure is
+//! retried, on the next node of the list and after a jittered exponential backoff that never
+//! undercuts the server's `retryAfterMs` hint, when:
+//! - the server said `UNAVAILABLE` with `outcomeUnknown: false`, or the connection was refused
+//!   before the request was sent: the request certainly took no effect, so any operation is
+//!   repeated;
+//! - the outcome is unknown (`UNAVAILABLE` with `outcomeUnknown: true`, a timeout or dropped
+//!   connection after sending, HTTP 502–504): only **idempotent** operations are repeated. These
+//!   are the reads (`usernameAvailability`, `sale`, `timeline`, `messages`, `cluster`), `login`,
+//!   `purchase` (its idempotency key returns the first order), `follow`, `sendMessage` (its
+//!   client message id) and `startSale`. The others (`reserveUsername`, `register`,
+//!   `postTweet`, `createProduct`, `createSale`, `createChat`) return
+//!   [`ClientError::OutcomeUnknown`] at once: the caller should re-check (ask
+//!   `usernameAvailability`, try `login`, read the timeline) before trying again.
+//!
+//! Any other error is returned as is. Attempts and total time are bounded by [`RetryPolicy`].
+//! [`Client::execute_retrying`] treats a raw request as idempotent;
+//! [`Client::execute_with`] takes its [`Idempotency`] explicitly.
+//!
+//! # Subscriptions
+//! [`subscribe()`] (or [`Client::subscribe`], [`Client::sale_updates`]) starts on a random node
+//! and, when that node goes away (its socket closes, it falls silent, it answers `UNAVAILABLE`,
+//! or it sends a `complete` nobody asked for, which for the contract's never-ending feeds means
+//! it is shutting down), resumes on the next node with `afterIndex` set to the last index seen:
+//! no event is lost or repeated. See [`mod@subscribe`].
 
 #![warn(missing_docs)]
 
@@ -17,10 +48,11 @@ pub mod ops;
 pub mod subscribe;
 pub mod transport;
 
-pub use error::ClientError;
+pub use error::{ClientError, Failure};
 pub use ops::{
-    AuthPayload, Availability, ClusterInfo, Consistency, CreateProductInput, CreateSaleInput, Member, Order, Product,
-    RegisterInput, Reservation, Sale, SaleStatus, User,
+    AuthPayload, Author, Availability, Chat, ClusterInfo, Connection, Consistency, CreateProductInput, CreateSaleInput,
+    Edge, Member, Message, Order, PageInfo, Product, RegisterInput, Reservation, Sale, SaleStatus, SaleUpdate, Tweet,
+    User, UserSummary,
 };
-pub use subscribe::{subscribe, SubscribeError, Subscription};
-pub use transport::Client;
+pub use subscribe::{subscribe, subscribe_with, SubscribeError, SubscribeOptions, Subscription};
+pub use transport::{Client, Idempotency, RetryPolicy};

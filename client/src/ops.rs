@@ -1,12 +1,20 @@
 //! The operations of the server contract: their query text, their typed results, and helper
 //! methods on [`Client`] that run them.
+//!
+//! Every helper declares whether its operation is idempotent, which decides how the client's
+//! retry policy treats a failure that leaves the outcome unknown (see [`Idempotency`] and
+//! [`crate::transport`]): reads, `login`, `purchase` (with its idempotency key), `follow`,
+//! `sendMessage` (with its client message id) and `startSale` are retried; `reserveUsername`,
+//! `register`, `postTweet`, `createProduct`, `createSale` and `createChat` are retried only when
+//! the failed attempt certainly took no effect, and otherwise fail with
+//! [`ClientError::OutcomeUnknown`].
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{json, Value};
 
 use crate::error::ClientError;
-use crate::transport::Client;
+use crate::transport::{Client, Idempotency};
 
 /// Query checking whether a username can be claimed.
 pub const AVAILABILITY_QUERY: &str = "query($name:String!,$c:Consistency){ usernameAvailability(name:$name, consistency:$c){ name canonical status reason suggestions } }";
@@ -43,8 +51,83 @@ pub const PURCHASE_MUTATION: &str =
 pub const SALE_LINEARIZABLE_QUERY: &str =
     "query($id:ID!){ sale(id:$id, consistency: LINEARIZABLE){ id status stock sold } }";
 
+/// Query reading a sale from the answering node's applied state, which may lag.
+pub const SALE_LOCAL_QUERY: &str = "query($id:ID!){ sale(id:$id, consistency: LOCAL){ id status stock sold } }";
+
 /// Query describing the Raft cluster as the answering node sees it.
 pub const CLUSTER_QUERY: &str = "query{ cluster{ nodeId leaderId term lastApplied members{ id addr } } }";
+
+/// The fields of a tweet every tweet operation selects (`concat!` cannot take a constant, so a
+/// test checks that each query spells them the same).
+#[cfg(test)]
+const TWEET_FIELDS: &str = "id body authorId author{ id username } replyToId hashtags createdAt";
+
+/// The fields of a chat message every message operation selects (checked like
+/// `TWEET_FIELDS`).
+#[cfg(test)]
+const MESSAGE_FIELDS: &str = "id chatId seq body senderId clientMessageId createdAt";
+
+/// Mutation posting a tweet as the signed-in user (280 characters at most).
+pub const POST_TWEET_MUTATION: &str = concat!(
+    "mutation($b:String!,$r:ID){ postTweet(body:$b, replyTo:$r){ ",
+    "id body authorId author{ id username } replyToId hashtags createdAt",
+    " } }"
+);
+
+/// Mutation making the signed-in user follow another; following twice is following once.
+pub const FOLLOW_MUTATION: &str = "mutation($u:ID!){ follow(userId:$u){ id username followerCount } }";
+
+/// Query reading a page of the signed-in user's home timeline, newest first.
+pub const TIMELINE_QUERY: &str = concat!(
+    "query($n:Int,$a:String,$c:Consistency){ timeline(first:$n, after:$a, consistency:$c){ ",
+    "edges{ cursor node{ id body authorId author{ id username } replyToId hashtags createdAt } } ",
+    "pageInfo{ hasNextPage endCursor } } }"
+);
+
+/// Mutation creating a chat owned by the signed-in user.
+pub const CREATE_CHAT_MUTATION: &str =
+    "mutation($n:String!,$p:[ID!]){ createChat(name:$n, participantIds:$p){ id name participantCount messageCount } }";
+
+/// Mutation sending a message to a chat; the same client message id returns the first message.
+pub const SEND_MESSAGE_MUTATION: &str = concat!(
+    "mutation($c:ID!,$b:String!,$k:String!){ sendMessage(chatId:$c, body:$b, clientMessageId:$k){ ",
+    "id chatId seq body senderId clientMessageId createdAt",
+    " } }"
+);
+
+/// Query reading a page of a chat's messages, oldest first.
+pub const MESSAGES_QUERY: &str = concat!(
+    "query($c:ID!,$n:Int,$a:String){ messages(chatId:$c, first:$n, after:$a){ ",
+    "edges{ cursor node{ id chatId seq body senderId clientMessageId createdAt } } ",
+    "pageInfo{ hasNextPage endCursor } } }"
+);
+
+/// Subscription to a sale's stock and status changes, resumable through `afterIndex`.
+pub const SALE_UPDATES_SUBSCRIPTION: &str = "subscription($s:ID!,$afterIndex:Int){ saleUpdates(saleId:$s, afterIndex:$afterIndex){ index saleId stock sold status } }";
+
+/// Where each `saleUpdates` event carries its feed index (for [`crate::subscribe()`]).
+pub const SALE_UPDATES_INDEX_PATH: &str = "saleUpdates.index";
+
+/// Subscription to a chat's new messages, resumable through `afterIndex`.
+pub const CHAT_MESSAGES_SUBSCRIPTION: &str = concat!(
+    "subscription($c:ID!,$afterIndex:Int){ chatMessages(chatId:$c, afterIndex:$afterIndex){ index message{ ",
+    "id chatId seq body senderId clientMessageId createdAt",
+    " } } }"
+);
+
+/// Where each `chatMessages` event carries its feed index.
+pub const CHAT_MESSAGES_INDEX_PATH: &str = "chatMessages.index";
+
+/// Subscription to new tweets on the signed-in user's home timeline, resumable through
+/// `afterIndex`.
+pub const TIMELINE_UPDATES_SUBSCRIPTION: &str = concat!(
+    "subscription($afterIndex:Int){ timelineUpdates(afterIndex:$afterIndex){ index tweet{ ",
+    "id body authorId author{ id username } replyToId hashtags createdAt",
+    " } } }"
+);
+
+/// Where each `timelineUpdates` event carries its feed index.
+pub const TIMELINE_UPDATES_INDEX_PATH: &str = "timelineUpdates.index";
 
 /// How fresh a read must be.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,7 +150,7 @@ impl Consistency {
 }
 
 /// Answer to a username availability check.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Availability {
     /// The name as asked.
     pub name: String,
@@ -85,7 +168,7 @@ pub struct Availability {
 }
 
 /// A username reservation.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Reservation {
     /// Token to pass as `reservationToken` when registering.
@@ -115,7 +198,7 @@ pub struct RegisterInput {
 }
 
 /// A user as the auth operations return it.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct User {
     /// The user's id; GraphQL `ID` values arrive as strings, but numbers are accepted too.
     #[serde(deserialize_with = "string_or_number")]
@@ -128,7 +211,7 @@ pub struct User {
 }
 
 /// Result of `register` and `login`.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuthPayload {
     /// JWT to send as `Authorization: Bearer <token>`; see [`Client::with_bearer`].
     pub token: String,
@@ -149,7 +232,7 @@ pub struct CreateProductInput {
 }
 
 /// A product as [`Client::create_product`] returns it.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Product {
     /// The product's id.
     #[serde(deserialize_with = "string_or_number")]
@@ -176,7 +259,7 @@ pub struct CreateSaleInput {
 }
 
 /// A sale's state.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Sale {
     /// The sale's id.
     #[serde(deserialize_with = "string_or_number")]
@@ -192,7 +275,7 @@ pub struct Sale {
 }
 
 /// The part of a sale [`Client::start_sale`] returns.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SaleStatus {
     /// The sale's id.
     #[serde(deserialize_with = "string_or_number")]
@@ -202,7 +285,7 @@ pub struct SaleStatus {
 }
 
 /// An order as `purchase` returns it.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Order {
     /// The order's id.
     #[serde(deserialize_with = "string_or_number")]
@@ -212,7 +295,7 @@ pub struct Order {
 }
 
 /// One member of the Raft cluster.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Member {
     /// The member's node id.
     #[serde(deserialize_with = "u64_lenient")]
@@ -222,7 +305,7 @@ pub struct Member {
 }
 
 /// The cluster as seen by the answering node.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ClusterInfo {
     /// Id of the node that answered.
@@ -241,6 +324,154 @@ pub struct ClusterInfo {
     pub members: Vec<Member>,
 }
 
+/// A user as `follow` returns it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserSummary {
+    /// The user's id.
+    #[serde(deserialize_with = "string_or_number")]
+    pub id: String,
+    /// The user's username.
+    pub username: String,
+    /// How many accounts follow the user.
+    #[serde(default)]
+    pub follower_count: u64,
+}
+
+/// The author of a tweet as tweets embed it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Author {
+    /// The author's id.
+    #[serde(deserialize_with = "string_or_number")]
+    pub id: String,
+    /// The author's username.
+    pub username: String,
+}
+
+/// A tweet.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Tweet {
+    /// The tweet's id; ids grow with time.
+    #[serde(deserialize_with = "string_or_number")]
+    pub id: String,
+    /// The text.
+    pub body: String,
+    /// The author's id.
+    #[serde(deserialize_with = "string_or_number")]
+    pub author_id: String,
+    /// The author; `None` once their account is deleted.
+    #[serde(default)]
+    pub author: Option<Author>,
+    /// Id of the tweet this one answers, if any.
+    #[serde(default)]
+    pub reply_to_id: Option<String>,
+    /// Hashtags, lowercased, without `#`.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub hashtags: Vec<String>,
+    /// When it was posted, RFC 3339.
+    #[serde(default, deserialize_with = "opt_string_or_number")]
+    pub created_at: Option<String>,
+}
+
+/// A chat.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Chat {
+    /// The chat's id.
+    #[serde(deserialize_with = "string_or_number")]
+    pub id: String,
+    /// The chat's name.
+    pub name: String,
+    /// Participants, the owner included.
+    #[serde(default)]
+    pub participant_count: u64,
+    /// Messages sent so far.
+    #[serde(default)]
+    pub message_count: u64,
+}
+
+/// A chat message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Message {
+    /// `chatId:seq`, the same on every node.
+    pub id: String,
+    /// The chat's id.
+    #[serde(deserialize_with = "string_or_number")]
+    pub chat_id: String,
+    /// Position within the chat, from 1.
+    pub seq: u64,
+    /// The text.
+    pub body: String,
+    /// The sender's id.
+    #[serde(deserialize_with = "string_or_number")]
+    pub sender_id: String,
+    /// The sender's idempotency key for this message.
+    pub client_message_id: String,
+    /// When it was sent, RFC 3339.
+    #[serde(default, deserialize_with = "opt_string_or_number")]
+    pub created_at: Option<String>,
+}
+
+/// One change of a sale, as `saleUpdates` delivers it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SaleUpdate {
+    /// Position in the replicated event feed; resume after it with `afterIndex`.
+    #[serde(deserialize_with = "u64_lenient")]
+    pub index: u64,
+    /// The sale's id.
+    #[serde(deserialize_with = "string_or_number")]
+    pub sale_id: String,
+    /// Units left.
+    pub stock: i64,
+    /// Units sold.
+    pub sold: i64,
+    /// Status after the change.
+    pub status: String,
+}
+
+/// Pagination state of a [`Connection`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PageInfo {
+    /// Whether another page follows.
+    #[serde(default)]
+    pub has_next_page: bool,
+    /// Cursor to pass as `after` for the next page.
+    #[serde(default)]
+    pub end_cursor: Option<String>,
+}
+
+/// One item of a [`Connection`] with its cursor.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Edge<T> {
+    /// Cursor of this item.
+    #[serde(default)]
+    pub cursor: Option<String>,
+    /// The item.
+    pub node: T,
+}
+
+/// A page of a Relay connection, shaped as the server sends it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Connection<T> {
+    /// The items of the page, in the connection's order.
+    pub edges: Vec<Edge<T>>,
+    /// Whether and where to go on.
+    #[serde(default)]
+    pub page_info: PageInfo,
+}
+
+impl<T> Connection<T> {
+    /// The items, without cursors.
+    pub fn nodes(&self) -> impl Iterator<Item = &T> {
+        self.edges.iter().map(|e| &e.node)
+    }
+}
+
 impl Client {
     /// Checks whether `name` can be claimed; `consistency` `None` leaves the choice to the server.
     pub async fn username_availability(
@@ -250,11 +481,13 @@ impl Client {
         consistency: Option<Consistency>,
     ) -> Result<Availability, ClientError> {
         let vars = json!({ "name": name, "c": consistency.map(Consistency::as_graphql) });
-        let data = self.run(node, AVAILABILITY_QUERY, vars).await?;
+        let data = self.run(node, "usernameAvailability", Idempotency::Idempotent, AVAILABILITY_QUERY, vars).await?;
         field(data, "usernameAvailability")
     }
 
-    /// Reserves `name`; `ttl_seconds` `None` leaves the lifetime to the server.
+    /// Reserves `name`; `ttl_seconds` `None` leaves the lifetime to the server. Not idempotent:
+    /// after an unknown outcome it fails with [`ClientError::OutcomeUnknown`]; check
+    /// availability before reserving again.
     pub async fn reserve_username(
         &self,
         node: usize,
@@ -262,44 +495,49 @@ impl Client {
         ttl_seconds: Option<u32>,
     ) -> Result<Reservation, ClientError> {
         let vars = json!({ "name": name, "ttl": ttl_seconds });
-        let data = self.run(node, RESERVE_MUTATION, vars).await?;
+        let data = self.run(node, "reserveUsername", Idempotency::NonIdempotent, RESERVE_MUTATION, vars).await?;
         field(data, "reserveUsername")
     }
 
-    /// Creates an account.
+    /// Creates an account. Not idempotent: after an unknown outcome it fails with
+    /// [`ClientError::OutcomeUnknown`]; try [`Client::login`] to learn whether it was created.
     pub async fn register(&self, node: usize, input: &RegisterInput) -> Result<AuthPayload, ClientError> {
         let vars = json!({ "input": input });
-        let data = self.run(node, REGISTER_MUTATION, vars).await?;
+        let data = self.run(node, "register", Idempotency::NonIdempotent, REGISTER_MUTATION, vars).await?;
         field(data, "register")
     }
 
     /// Logs in with a username and password.
     pub async fn login(&self, node: usize, username: &str, password: &str) -> Result<AuthPayload, ClientError> {
         let vars = json!({ "u": username, "p": password });
-        let data = self.run(node, LOGIN_MUTATION, vars).await?;
+        let data = self.run(node, "login", Idempotency::Idempotent, LOGIN_MUTATION, vars).await?;
         field(data, "login")
     }
 
-    /// Adds a product to the catalogue; needs an ADMIN bearer token.
+    /// Adds a product to the catalogue; needs an ADMIN bearer token. Not idempotent.
     pub async fn create_product(&self, node: usize, input: &CreateProductInput) -> Result<Product, ClientError> {
-        let data = self.run(node, CREATE_PRODUCT_MUTATION, json!({ "i": input })).await?;
+        let vars = json!({ "i": input });
+        let data = self.run(node, "createProduct", Idempotency::NonIdempotent, CREATE_PRODUCT_MUTATION, vars).await?;
         field(data, "createProduct")
     }
 
-    /// Puts stock of a product on sale; needs an ADMIN bearer token.
+    /// Puts stock of a product on sale; needs an ADMIN bearer token. Not idempotent.
     pub async fn create_sale(&self, node: usize, input: &CreateSaleInput) -> Result<Sale, ClientError> {
-        let data = self.run(node, CREATE_SALE_MUTATION, json!({ "i": input })).await?;
+        let vars = json!({ "i": input });
+        let data = self.run(node, "createSale", Idempotency::NonIdempotent, CREATE_SALE_MUTATION, vars).await?;
         field(data, "createSale")
     }
 
-    /// Opens a sale now; needs an ADMIN bearer token.
+    /// Opens a sale now; needs an ADMIN bearer token. Idempotent: an open sale stays open.
     pub async fn start_sale(&self, node: usize, sale_id: &str) -> Result<SaleStatus, ClientError> {
-        let data = self.run(node, START_SALE_MUTATION, json!({ "id": sale_id })).await?;
+        let vars = json!({ "id": sale_id });
+        let data = self.run(node, "startSale", Idempotency::Idempotent, START_SALE_MUTATION, vars).await?;
         field(data, "startSale")
     }
 
     /// Buys `quantity` units of a sale as the bearer token's user. Reusing `idempotency_key`
-    /// returns the first order made with it instead of buying again.
+    /// returns the first order made with it instead of buying again, so this is retried even
+    /// after an unknown outcome; keep the key to repeat the purchase safely later.
     pub async fn purchase(
         &self,
         node: usize,
@@ -307,20 +545,101 @@ impl Client {
         quantity: u32,
         idempotency_key: &str,
     ) -> Result<Order, ClientError> {
-        let data = self.run(node, PURCHASE_MUTATION, purchase_variables(sale_id, quantity, idempotency_key)).await?;
+        let vars = purchase_variables(sale_id, quantity, idempotency_key);
+        let data = self.run(node, "purchase", Idempotency::Idempotent, PURCHASE_MUTATION, vars).await?;
         field(data, "purchase")
     }
 
     /// Reads a sale confirmed with the leader; `None` when there is no such sale.
     pub async fn sale_linearizable(&self, node: usize, sale_id: &str) -> Result<Option<Sale>, ClientError> {
-        let data = self.run(node, SALE_LINEARIZABLE_QUERY, json!({ "id": sale_id })).await?;
+        self.sale(node, sale_id, Consistency::Linearizable).await
+    }
+
+    /// Reads a sale at `consistency`; `None` when there is no such sale.
+    pub async fn sale(
+        &self,
+        node: usize,
+        sale_id: &str,
+        consistency: Consistency,
+    ) -> Result<Option<Sale>, ClientError> {
+        let query = match consistency {
+            Consistency::Linearizable => SALE_LINEARIZABLE_QUERY,
+            Consistency::Local => SALE_LOCAL_QUERY,
+        };
+        let data = self.run(node, "sale", Idempotency::Idempotent, query, json!({ "id": sale_id })).await?;
         field(data, "sale")
     }
 
     /// Describes the cluster as node `node` sees it.
     pub async fn cluster(&self, node: usize) -> Result<ClusterInfo, ClientError> {
-        let data = self.run(node, CLUSTER_QUERY, json!({})).await?;
+        let data = self.run(node, "cluster", Idempotency::Idempotent, CLUSTER_QUERY, json!({})).await?;
         field(data, "cluster")
+    }
+
+    /// Posts a tweet as the bearer token's user, optionally in reply to another. Not
+    /// idempotent: after an unknown outcome it fails with [`ClientError::OutcomeUnknown`]; look
+    /// at the timeline before posting again.
+    pub async fn post_tweet(&self, node: usize, body: &str, reply_to: Option<&str>) -> Result<Tweet, ClientError> {
+        let vars = json!({ "b": body, "r": reply_to });
+        let data = self.run(node, "postTweet", Idempotency::NonIdempotent, POST_TWEET_MUTATION, vars).await?;
+        field(data, "postTweet")
+    }
+
+    /// Makes the bearer token's user follow `user_id`; returns that user, `None` if there is
+    /// none. Idempotent.
+    pub async fn follow(&self, node: usize, user_id: &str) -> Result<Option<UserSummary>, ClientError> {
+        let data = self.run(node, "follow", Idempotency::Idempotent, FOLLOW_MUTATION, json!({ "u": user_id })).await?;
+        field(data, "follow")
+    }
+
+    /// Reads a page of the bearer token's user's home timeline, newest first: `first` tweets
+    /// (the server's default when `None`) after the cursor `after`. `consistency` `None` leaves
+    /// the choice to the server (LOCAL).
+    pub async fn timeline(
+        &self,
+        node: usize,
+        first: Option<u32>,
+        after: Option<&str>,
+        consistency: Option<Consistency>,
+    ) -> Result<Connection<Tweet>, ClientError> {
+        let vars = json!({ "n": first, "a": after, "c": consistency.map(Consistency::as_graphql) });
+        let data = self.run(node, "timeline", Idempotency::Idempotent, TIMELINE_QUERY, vars).await?;
+        field(data, "timeline")
+    }
+
+    /// Creates a chat owned by the bearer token's user with the given other participants. Not
+    /// idempotent.
+    pub async fn create_chat(&self, node: usize, name: &str, participant_ids: &[&str]) -> Result<Chat, ClientError> {
+        let vars = json!({ "n": name, "p": participant_ids });
+        let data = self.run(node, "createChat", Idempotency::NonIdempotent, CREATE_CHAT_MUTATION, vars).await?;
+        field(data, "createChat")
+    }
+
+    /// Sends a message to a chat. `client_message_id` makes it idempotent: the same id from the
+    /// same sender returns the first message, so this is retried after an unknown outcome.
+    pub async fn send_message(
+        &self,
+        node: usize,
+        chat_id: &str,
+        body: &str,
+        client_message_id: &str,
+    ) -> Result<Message, ClientError> {
+        let vars = json!({ "c": chat_id, "b": body, "k": client_message_id });
+        let data = self.run(node, "sendMessage", Idempotency::Idempotent, SEND_MESSAGE_MUTATION, vars).await?;
+        field(data, "sendMessage")
+    }
+
+    /// Reads a page of a chat's messages, oldest first, after the cursor `after`.
+    pub async fn messages(
+        &self,
+        node: usize,
+        chat_id: &str,
+        first: Option<u32>,
+        after: Option<&str>,
+    ) -> Result<Connection<Message>, ClientError> {
+        let vars = json!({ "c": chat_id, "n": first, "a": after });
+        let data = self.run(node, "messages", Idempotency::Idempotent, MESSAGES_QUERY, vars).await?;
+        field(data, "messages")
     }
 }
 
@@ -346,6 +665,16 @@ fn string_or_number<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error>
     match Value::deserialize(d)? {
         Value::String(s) => Ok(s),
         Value::Number(n) => Ok(n.to_string()),
+        other => Err(serde::de::Error::custom(format!("expected string or number, got {other}"))),
+    }
+}
+
+/// [`string_or_number`] that also accepts `null`.
+fn opt_string_or_number<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    match Value::deserialize(d)? {
+        Value::Null => Ok(None),
+        Value::String(s) => Ok(Some(s)),
+        Value::Number(n) => Ok(Some(n.to_string())),
         other => Err(serde::de::Error::custom(format!("expected string or number, got {other}"))),
     }
 }
@@ -456,5 +785,43 @@ mod tests {
             serde_json::to_value(&input).unwrap(),
             json!({"username": "bob", "password": "pw", "reservationToken": "t"})
         );
+    }
+
+    #[test]
+    fn tweet_and_message_queries_select_the_same_fields() {
+        for q in [POST_TWEET_MUTATION, TIMELINE_QUERY, TIMELINE_UPDATES_SUBSCRIPTION] {
+            assert!(q.contains(TWEET_FIELDS), "{q}");
+        }
+        for q in [SEND_MESSAGE_MUTATION, MESSAGES_QUERY, CHAT_MESSAGES_SUBSCRIPTION] {
+            assert!(q.contains(MESSAGE_FIELDS), "{q}");
+        }
+    }
+
+    #[test]
+    fn timeline_connection_decodes_and_reserializes_in_the_server_shape() {
+        let data = json!({"timeline": {
+            "edges": [{"cursor": "9", "node": {"id": "9", "body": "hi #rust", "authorId": "2",
+                       "author": {"id": "2", "username": "bob"}, "replyToId": null,
+                       "hashtags": ["rust"], "createdAt": "2030-01-01T00:00:00Z"}}],
+            "pageInfo": {"hasNextPage": true, "endCursor": "9"},
+        }});
+        let page: Connection<Tweet> = field(data.clone(), "timeline").unwrap();
+        let tweet = page.nodes().next().unwrap();
+        assert_eq!((tweet.id.as_str(), tweet.author.as_ref().map(|a| a.username.as_str())), ("9", Some("bob")));
+        assert!(page.page_info.has_next_page);
+        assert_eq!(serde_json::to_value(&page).unwrap(), data["timeline"]);
+    }
+
+    #[test]
+    fn sale_updates_and_follows_decode() {
+        let u: SaleUpdate = field(
+            json!({"saleUpdates": {"index": "17", "saleId": 3, "stock": 9, "sold": 1, "status": "OPEN"}}),
+            "saleUpdates",
+        )
+        .unwrap();
+        assert_eq!((u.index, u.sale_id.as_str(), u.sold), (17, "3", 1));
+        let f: Option<UserSummary> =
+            field(json!({"follow": {"id": "4", "username": "ann", "followerCount": 2}}), "follow").unwrap();
+        assert_eq!(f.map(|u| u.follower_count), Some(2));
     }
 }

@@ -1,14 +1,33 @@
-//! The [`Client`]: one GraphQL POST to a chosen node, and a retrying variant that moves on to the
+//! The [`Client`]: one GraphQL POST to a chosen node, and the retrying path that moves on to the
 //! next node when one cannot serve.
+//!
+//! # Retry policy
+//!
+//! A failed attempt is classified by [`ClientError::failure`]:
+//! - [`Failure::NotApplied`]: the connection was refused before anything was sent, or the server
+//!   said `UNAVAILABLE` with `outcomeUnknown: false`. Retried for every operation.
+//! - [`Failure::MaybeApplied`]: a timeout or dropped connection after the request was sent,
+//!   `UNAVAILABLE` with `outcomeUnknown: true`, or HTTP 502–504 from a proxy. Retried only for
+//!   [`Idempotency::Idempotent`] operations; a non-idempotent one stops at once with
+//!   [`ClientError::OutcomeUnknown`], telling the caller to re-check before trying again.
+//! - [`Failure::Final`]: any other error (a business rule, bad input, no permission, a broken
+//!   response). Never retried.
+//!
+//! Each retry goes to the next node of the list and waits first: a jittered exponential backoff
+//! (between half and all of [`RetryPolicy::base_ms`] doubled per retry, capped at
+//! [`RetryPolicy::max_ms`]), but never less than the server's `retryAfterMs` hint (itself capped
+//! at [`RETRY_AFTER_CAP_MS`]). The policy gives up after [`RetryPolicy::max_attempts`] attempts
+//! or when the next wait would end past [`RetryPolicy::max_elapsed_ms`], returning the last
+//! error; it never hangs beyond that plus one request timeout.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rand::Rng;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE};
 use serde_json::{json, Value};
 
-use crate::error::{parse_response, ClientError};
+use crate::error::{parse_response, ClientError, Failure};
 
 /// Whole-request timeout used by [`Client::new`]; generous because a linearizable operation may
 /// wait out a leader election.
@@ -18,29 +37,99 @@ pub const REQUEST_TIMEOUT_MS: u64 = 10_000;
 /// connection quickly is down, and the retrying path should move on.
 pub const CONNECT_TIMEOUT_MS: u64 = 2_000;
 
-/// Most attempts [`Client::execute_retrying`] makes, counting the first; with the backoff below
-/// this spans roughly one to two seconds, about one leader election.
+/// Default of [`RetryPolicy::max_attempts`], counting the first; with the backoff below and the
+/// server's 500 ms hint this spans a few seconds, a leader election or two.
 pub const RETRY_MAX_ATTEMPTS: u32 = 6;
 
-/// Backoff ceiling before the first retry; it doubles on each further retry.
+/// Default of [`RetryPolicy::base_ms`]: the backoff ceiling before the first retry; it doubles
+/// on each further retry.
 pub const RETRY_BACKOFF_BASE_MS: u64 = 50;
 
-/// Cap on the backoff ceiling, so a long outage does not stretch single waits without bound.
+/// Default of [`RetryPolicy::max_ms`]: the cap on the backoff ceiling, so a long outage does not
+/// stretch single waits without bound.
 pub const RETRY_BACKOFF_MAX_MS: u64 = 1_000;
+
+/// Default of [`RetryPolicy::max_elapsed_ms`]: no retry starts a wait that would end later than
+/// this after the first attempt began.
+pub const RETRY_MAX_ELAPSED_MS: u64 = 15_000;
+
+/// Largest `retryAfterMs` hint honored, so a wrong hint cannot park a client for long.
+pub const RETRY_AFTER_CAP_MS: u64 = 5_000;
 
 /// Path of the GraphQL endpoint under each node's base URL.
 const GRAPHQL_PATH: &str = "/graphql";
+
+/// Whether sending an operation twice has the same effect as sending it once, which decides
+/// whether it may be retried after a failure that leaves its outcome unknown.
+///
+/// The typed helpers of [`crate::ops`] declare theirs: reads (`usernameAvailability`, `sale`,
+/// `timeline`, `messages`, `cluster`) and `login` are idempotent, and so are `purchase` (its
+/// idempotency key returns the first order), `follow` (following twice is following),
+/// `sendMessage` (its `clientMessageId` returns the first message) and `startSale` (starting an
+/// open sale keeps it open). `reserveUsername`, `register`, `postTweet`, `createProduct`,
+/// `createSale` and `createChat` are not: a retry after an unknown outcome could reserve,
+/// register or create twice, or fail with `USERNAME_TAKEN` for the caller's own first attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Idempotency {
+    /// Safe to repeat whatever happened to an earlier attempt.
+    Idempotent,
+    /// Repeated only when an earlier attempt certainly took no effect.
+    NonIdempotent,
+}
+
+/// How the retrying path retries; see the module documentation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Most attempts, counting the first; 1 means no retry.
+    pub max_attempts: u32,
+    /// Backoff ceiling before the first retry, in milliseconds.
+    pub base_ms: u64,
+    /// Cap on the backoff ceiling, in milliseconds.
+    pub max_ms: u64,
+    /// No wait is started that would end later than this after the first attempt, in ms.
+    pub max_elapsed_ms: u64,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: RETRY_MAX_ATTEMPTS,
+            base_ms: RETRY_BACKOFF_BASE_MS,
+            max_ms: RETRY_BACKOFF_MAX_MS,
+            max_elapsed_ms: RETRY_MAX_ELAPSED_MS,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Upper bound of the wait before retry number `attempt + 1`: the base doubled per attempt,
+    /// capped at `max_ms`.
+    pub fn ceiling_ms(&self, attempt: u32) -> u64 {
+        self.base_ms.saturating_mul(1u64.checked_shl(attempt).unwrap_or(u64::MAX)).min(self.max_ms)
+    }
+
+    /// The wait before retry number `attempt + 1` after `error`: jittered backoff, raised to the
+    /// server's `retryAfterMs` hint (capped at [`RETRY_AFTER_CAP_MS`]) when it sent one.
+    pub fn delay(&self, attempt: u32, error: &ClientError) -> Duration {
+        let floor = Duration::from_millis(error.retry_after_ms().unwrap_or(0).min(RETRY_AFTER_CAP_MS));
+        jittered(self.ceiling_ms(attempt)).max(floor)
+    }
+}
 
 /// A GraphQL client for a fixed set of nodes. Cloning is cheap and shares the connection pool.
 #[derive(Clone, Debug)]
 pub struct Client {
     http: reqwest::Client,
+    /// Base URL of each node, in the order given, without a trailing slash.
+    bases: Arc<[String]>,
     /// Full GraphQL endpoint URL of each node, in the order given.
     endpoints: Arc<[String]>,
     /// Bearer token the typed helpers send, if any.
     bearer: Option<Arc<str>>,
-    /// Whether the typed helpers use [`Client::execute_retrying`] instead of a single attempt.
+    /// Whether the typed helpers retry per [`RetryPolicy`] instead of making a single attempt.
     retry: bool,
+    /// How the retrying paths retry.
+    policy: RetryPolicy,
 }
 
 impl Client {
@@ -65,11 +154,19 @@ impl Client {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        let endpoints = nodes.into_iter().map(|node| endpoint_url(node.as_ref())).collect::<Result<Vec<_>, _>>()?;
-        if endpoints.is_empty() {
+        let bases = nodes.into_iter().map(|node| base_url(node.as_ref())).collect::<Result<Vec<_>, _>>()?;
+        if bases.is_empty() {
             return Err(ClientError::Config("no nodes given".to_owned()));
         }
-        Ok(Self { http, endpoints: endpoints.into(), bearer: None, retry: false })
+        let endpoints: Vec<String> = bases.iter().map(|b| format!("{b}{GRAPHQL_PATH}")).collect();
+        Ok(Self {
+            http,
+            bases: bases.into(),
+            endpoints: endpoints.into(),
+            bearer: None,
+            retry: true,
+            policy: RetryPolicy::default(),
+        })
     }
 
     /// Returns a client whose typed helpers send `Authorization: Bearer <token>`.
@@ -78,12 +175,24 @@ impl Client {
         self
     }
 
-    /// Returns a client whose typed helpers retry like [`Client::execute_retrying`] when `on`.
-    /// Off by default because a retried mutation whose first attempt timed out after reaching
-    /// the server may have been applied twice.
+    /// Returns a client whose typed helpers retry per its [`RetryPolicy`] when `on` (the
+    /// default), or make exactly one attempt when off (say, to measure single attempts).
+    /// Either way a non-idempotent helper is never repeated after an unknown outcome.
     pub fn with_retries(mut self, on: bool) -> Self {
         self.retry = on;
         self
+    }
+
+    /// Returns a client that retries per `policy` (typed helpers, [`Client::execute_retrying`]
+    /// and [`Client::execute_with`]).
+    pub fn with_retry_policy(mut self, policy: RetryPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// The retry policy in force.
+    pub fn retry_policy(&self) -> RetryPolicy {
+        self.policy
     }
 
     /// Number of nodes this client knows.
@@ -91,10 +200,20 @@ impl Client {
         self.endpoints.len()
     }
 
+    /// The nodes' base URLs, as given (without a trailing slash).
+    pub fn nodes(&self) -> &[String] {
+        &self.bases
+    }
+
+    /// The bearer token the typed helpers send, if any.
+    pub fn bearer(&self) -> Option<&str> {
+        self.bearer.as_deref()
+    }
+
     /// Sends one GraphQL request to node `node` and returns the response's `data`.
     ///
     /// `node` wraps around the node list, so callers can pass a round-robin counter directly.
-    /// Any GraphQL error becomes [`ClientError::Graphql`] carrying the first error's code.
+    /// Any GraphQL error becomes a [`ClientError`] carrying the first error's code.
     pub async fn execute(
         &self,
         node: usize,
@@ -106,9 +225,10 @@ impl Client {
         self.send(node, body, bearer).await
     }
 
-    /// Like [`Client::execute`], but retries errors for which [`ClientError::is_retryable`]
-    /// holds, each time on the next node, sleeping a capped, jittered exponential backoff in
-    /// between. Gives up after [`RETRY_MAX_ATTEMPTS`] attempts and returns the last error.
+    /// Like [`Client::execute`], but retries per the client's [`RetryPolicy`] *treating the
+    /// request as idempotent*: it is repeated even after a failure that leaves its outcome
+    /// unknown. Use it for reads and for writes that are safe to repeat (a purchase with an
+    /// idempotency key); for anything else use [`Client::execute_with`].
     pub async fn execute_retrying(
         &self,
         node: usize,
@@ -116,26 +236,65 @@ impl Client {
         variables: Value,
         bearer: Option<&str>,
     ) -> Result<Value, ClientError> {
+        self.execute_with(node, query, variables, bearer, "request", Idempotency::Idempotent).await
+    }
+
+    /// Runs a request under the client's [`RetryPolicy`], starting at node `node` and moving to
+    /// the next node on each retry. `operation` names it in a [`ClientError::OutcomeUnknown`],
+    /// which a [`Idempotency::NonIdempotent`] request returns instead of being repeated after a
+    /// failure that may have applied it.
+    pub async fn execute_with(
+        &self,
+        node: usize,
+        query: &str,
+        variables: Value,
+        bearer: Option<&str>,
+        operation: &str,
+        idempotency: Idempotency,
+    ) -> Result<Value, ClientError> {
         let body = request_body(query, variables)?;
-        let mut attempt = 0;
+        let started = Instant::now();
+        let max_elapsed = Duration::from_millis(self.policy.max_elapsed_ms);
+        let mut attempt = 0u32;
+        // Bounded: every pass returns or counts an attempt, up to `max_attempts`.
         loop {
             let target = node.wrapping_add(attempt as usize);
-            match self.send(target, body.clone(), bearer).await {
-                Err(e) if e.is_retryable() && attempt + 1 < RETRY_MAX_ATTEMPTS => {
-                    tokio::time::sleep(jittered(backoff_ceiling_ms(attempt))).await;
-                    attempt += 1;
+            let error = match self.send(target, body.clone(), bearer).await {
+                Ok(data) => return Ok(data),
+                Err(e) => e,
+            };
+            match (error.failure(), idempotency) {
+                (Failure::Final, _) => return Err(error),
+                (Failure::MaybeApplied, Idempotency::NonIdempotent) => {
+                    return Err(ClientError::OutcomeUnknown { operation: operation.to_owned(), cause: Box::new(error) })
                 }
-                result => return result,
+                (Failure::NotApplied, _) | (Failure::MaybeApplied, Idempotency::Idempotent) => {}
             }
+            if attempt + 1 >= self.policy.max_attempts {
+                return Err(error);
+            }
+            let wait = self.policy.delay(attempt, &error);
+            if started.elapsed() + wait > max_elapsed {
+                return Err(error);
+            }
+            tokio::time::sleep(wait).await;
+            attempt += 1;
         }
     }
 
-    /// Runs `query` through the single or retrying path as configured by
-    /// [`Client::with_retries`], with the configured bearer token; used by the typed helpers.
-    pub(crate) async fn run(&self, node: usize, query: &str, variables: Value) -> Result<Value, ClientError> {
+    /// Runs a typed helper's request with the configured bearer token: through
+    /// [`Client::execute_with`] when retries are on, once otherwise.
+    pub(crate) async fn run(
+        &self,
+        node: usize,
+        operation: &str,
+        idempotency: Idempotency,
+        query: &str,
+        variables: Value,
+    ) -> Result<Value, ClientError> {
         let bearer = self.bearer.as_deref();
         if self.retry {
-            self.execute_retrying(node, query, variables, bearer).await
+            self.execute_with(node, query, variables, bearer, operation, idempotency).await
         } else {
             self.execute(node, query, variables, bearer).await
         }
@@ -162,20 +321,20 @@ fn request_body(query: &str, variables: Value) -> Result<Vec<u8>, ClientError> {
         .map_err(|e| ClientError::Decode(format!("cannot serialize request: {e}")))
 }
 
-/// Validates a node base URL and appends the GraphQL path.
-fn endpoint_url(base: &str) -> Result<String, ClientError> {
+/// Validates a node base URL and strips a trailing slash.
+fn base_url(base: &str) -> Result<String, ClientError> {
     let base = base.trim().trim_end_matches('/');
     let url = reqwest::Url::parse(base).map_err(|e| ClientError::Config(format!("bad node URL {base:?}: {e}")))?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(ClientError::Config(format!("node URL {base:?} is not http(s)")));
     }
-    Ok(format!("{base}{GRAPHQL_PATH}"))
+    Ok(base.to_owned())
 }
 
-/// Upper bound of the wait before retry number `attempt + 1`: the base doubled per attempt,
-/// capped at [`RETRY_BACKOFF_MAX_MS`].
-pub(crate) fn backoff_ceiling_ms(attempt: u32) -> u64 {
-    RETRY_BACKOFF_BASE_MS.saturating_mul(1u64.checked_shl(attempt).unwrap_or(u64::MAX)).min(RETRY_BACKOFF_MAX_MS)
+/// Upper bound of the wait before retry number `attempt + 1` under the default policy.
+#[cfg(test)]
+fn backoff_ceiling_ms(attempt: u32) -> u64 {
+    RetryPolicy::default().ceiling_ms(attempt)
 }
 
 /// Picks a wait between half the ceiling and the ceiling, so that clients that failed together
@@ -208,10 +367,27 @@ mod tests {
     }
 
     #[test]
+    fn retry_after_is_a_floor_and_is_capped() {
+        let policy = RetryPolicy::default();
+        let hinted =
+            |ms| ClientError::Unavailable { message: String::new(), retry_after_ms: Some(ms), outcome_unknown: false };
+        for _ in 0..20 {
+            assert!(policy.delay(0, &hinted(500)) >= Duration::from_millis(500));
+            assert!(policy.delay(0, &hinted(u64::MAX)) <= Duration::from_millis(RETRY_AFTER_CAP_MS));
+            let plain = ClientError::Decode(String::new());
+            assert!(policy.delay(0, &plain) <= Duration::from_millis(RETRY_BACKOFF_BASE_MS));
+            // A late retry's backoff already exceeds a small hint: the larger wins.
+            assert!(policy.delay(10, &hinted(1)) >= Duration::from_millis(RETRY_BACKOFF_MAX_MS / 2));
+        }
+    }
+
+    #[test]
     fn endpoints_are_validated_and_normalized() {
-        assert_eq!(endpoint_url("http://127.0.0.1:8080/").unwrap(), "http://127.0.0.1:8080/graphql");
-        assert!(endpoint_url("127.0.0.1:8080").is_err());
-        assert!(endpoint_url("ftp://host").is_err());
+        let client = Client::new(["http://127.0.0.1:8080/"]).unwrap();
+        assert_eq!(client.endpoints[0], "http://127.0.0.1:8080/graphql");
+        assert_eq!(client.nodes(), ["http://127.0.0.1:8080"]);
+        assert!(base_url("127.0.0.1:8080").is_err());
+        assert!(base_url("ftp://host").is_err());
         assert!(matches!(Client::new(Vec::<String>::new()), Err(ClientError::Config(_))));
     }
 

@@ -1,45 +1,46 @@
-//! `cli`: one command per common GraphQL operation, for trying a cluster by hand.
+//! `cli`: one command per common GraphQL operation, for trying a cluster by hand or from scripts.
 //!
 //! `cargo run -p client --bin cli -- --nodes http://127.0.0.1:8080 check alice`
 //!
-//! Reads go through the retrying client, which moves on to the next node when one cannot serve.
-//! Writes are sent once, because a write whose answer was lost may have committed and a retry
-//! could apply it twice; `buy` is the exception, since its idempotency key makes a retry return
-//! the first order. Errors print `error CODE: message` to stderr and exit with status 1.
+//! Every command goes through the typed client, which retries per its policy (see the crate
+//! docs): a request that certainly took no effect (connection refused, `UNAVAILABLE` with
+//! `outcomeUnknown: false`) is retried on the next node; one whose outcome is unknown is retried
+//! only if the operation is idempotent (reads, `login`, `follow`, and `buy`, whose idempotency
+//! key makes a retry return the first order). `reserve`, `register` and `post` then stop with an
+//! error saying the outcome is unknown: check (`check NAME`, `login`, `timeline`) before running
+//! them again.
+//!
+//! Output is a short human summary by default. With `--json`, stdout gets one JSON document per
+//! result (the GraphQL `data`, e.g. `{"usernameAvailability": {...}}`; `buy` adds
+//! `"idempotencyKey"`; `watch-sale` prints one document per update), and a failure prints
+//! `{"error": {"code": ..., "message": ..., "outcomeUnknown": ..., "retryAfterMs": ...}}` on
+//! stdout too (with `"idempotencyKey"` for `buy`, to repeat it safely). Without `--json`, a
+//! failure prints `error CODE: message` on stderr. Either way a failure exits with status 1
+//! (status 2 for bad arguments).
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use client::ops::{
-    AVAILABILITY_QUERY, CLUSTER_QUERY, LOGIN_MUTATION, PURCHASE_MUTATION, REGISTER_MUTATION, RESERVE_MUTATION,
-    SALE_LINEARIZABLE_QUERY,
-};
-use client::{Client, ClientError, SubscribeError};
+use client::{Client, ClientError, Consistency, RegisterInput, SubscribeError, SubscribeOptions};
+use serde::Serialize;
 use serde_json::{json, Value};
 
-/// Mutation posting a tweet as the signed-in user.
-const POST_TWEET_MUTATION: &str = "mutation($b:String!,$r:ID){ postTweet(body:$b, replyTo:$r){ id } }";
-/// Mutation following a user; idempotent.
-const FOLLOW_MUTATION: &str = "mutation($u:ID!){ follow(userId:$u){ id username followerCount } }";
-/// Query reading the signed-in user's home timeline, newest first.
-const TIMELINE_QUERY: &str =
-    "query($n:Int){ timeline(first:$n){ edges{ node{ id body author{ username } } } pageInfo{ hasNextPage } } }";
-/// Subscription to a sale's changes, resumable through `afterIndex`.
-const SALE_UPDATES_SUBSCRIPTION: &str = "subscription($s:ID!,$afterIndex:Int){ saleUpdates(saleId:$s, afterIndex:$afterIndex){ index saleId stock sold status } }";
-/// Where each `saleUpdates` event carries its feed index.
-const SALE_UPDATES_INDEX_PATH: &str = "saleUpdates.index";
 /// Default page size of `timeline`.
-const TIMELINE_DEFAULT_FIRST: i32 = 20;
+const TIMELINE_DEFAULT_FIRST: u32 = 20;
 /// Default units bought by `buy`.
 const BUY_DEFAULT_QUANTITY: u32 = 1;
 /// Code printed for failures that happen in this program rather than on the server.
 const CLI_ERROR_CODE: &str = "CLI";
+/// Code printed with `--json` for arguments that do not parse.
+const USAGE_ERROR_CODE: &str = "USAGE";
+/// Exit status for arguments that do not parse, as clap uses.
+const USAGE_EXIT_STATUS: u8 = 2;
 
 /// Command-line client for a raftgraph cluster.
 #[derive(Parser, Debug)]
 #[command(name = "cli", version, about)]
 struct Cli {
-    /// Node base URLs, comma-separated; requests start at the first.
+    /// Node base URLs, comma-separated; requests start at the first and retries move on.
     #[arg(
         long,
         global = true,
@@ -51,7 +52,7 @@ struct Cli {
     /// Bearer token for signed-in operations (from `register` or `login`).
     #[arg(long, global = true, env = "RAFTGRAPH_TOKEN", hide_env_values = true)]
     token: Option<String>,
-    /// Print the raw JSON `data` instead of a short human summary.
+    /// Print JSON (the GraphQL `data`, or `{"error": ...}`) on stdout instead of a human summary.
     #[arg(long, global = true)]
     json: bool,
     #[command(subcommand)]
@@ -87,6 +88,12 @@ enum Command {
         /// Token from `reserve`.
         #[arg(long)]
         reservation_token: Option<String>,
+        /// Display name.
+        #[arg(long)]
+        display_name: Option<String>,
+        /// Email address.
+        #[arg(long)]
+        email: Option<String>,
     },
     /// Sign in; prints the token.
     Login {
@@ -109,11 +116,17 @@ enum Command {
         /// The user's id.
         user_id: String,
     },
-    /// Read the home timeline.
+    /// Read the home timeline, newest first.
     Timeline {
         /// Tweets to read.
         #[arg(long, default_value_t = TIMELINE_DEFAULT_FIRST)]
-        first: i32,
+        first: u32,
+        /// Continue after this cursor (the `endCursor` of the previous page).
+        #[arg(long)]
+        after: Option<String>,
+        /// Confirm with the leader, so every acknowledged tweet shows.
+        #[arg(long)]
+        linearizable: bool,
     },
     /// Buy units of a sale; retried with the same idempotency key, so it buys at most once.
     Buy {
@@ -122,7 +135,7 @@ enum Command {
         /// Units to buy.
         #[arg(long, default_value_t = BUY_DEFAULT_QUANTITY)]
         quantity: u32,
-        /// Idempotency key; a random one when omitted.
+        /// Idempotency key; a random one when omitted (printed, to repeat the purchase safely).
         #[arg(long)]
         key: Option<String>,
     },
@@ -130,8 +143,11 @@ enum Command {
     Sale {
         /// The sale's id.
         sale_id: String,
+        /// Answer from the node's local state instead of confirming with the leader.
+        #[arg(long)]
+        local: bool,
     },
-    /// Follow a sale's changes, reconnecting to the next node without gap or repeat.
+    /// Follow a sale's changes, resuming on another node without gap or repeat.
     WatchSale {
         /// The sale's id.
         sale_id: String,
@@ -146,96 +162,151 @@ enum Command {
     Cluster,
 }
 
-/// A failure to report: `error CODE: message`.
-#[derive(Debug)]
+/// A failure to report.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 struct CliError {
     code: String,
     message: String,
+    /// Whether the operation may have been applied although it failed.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    outcome_unknown: bool,
+    /// The server's suggested wait before a retry.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retry_after_ms: Option<u64>,
+    /// For `buy`: the key to repeat the purchase with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    idempotency_key: Option<String>,
 }
 
 impl CliError {
+    fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            code: code.into(),
+            message: message.into(),
+            outcome_unknown: false,
+            retry_after_ms: None,
+            idempotency_key: None,
+        }
+    }
+
     fn local(message: impl Into<String>) -> Self {
-        Self { code: CLI_ERROR_CODE.to_owned(), message: message.into() }
+        Self::new(CLI_ERROR_CODE, message)
+    }
+
+    /// The error as `--json` prints it.
+    fn to_json(&self) -> Value {
+        json!({ "error": self })
     }
 }
 
 impl From<ClientError> for CliError {
     fn from(e: ClientError) -> Self {
-        let message = match &e {
-            ClientError::Graphql { message, .. } => message.clone(),
-            other => other.to_string(),
-        };
-        Self { code: e.code(), message }
+        Self {
+            outcome_unknown: e.outcome_unknown(),
+            retry_after_ms: e.retry_after_ms(),
+            ..Self::new(e.code(), e.message())
+        }
     }
 }
 
 impl From<SubscribeError> for CliError {
     fn from(e: SubscribeError) -> Self {
-        let message = match &e {
-            SubscribeError::Graphql { message, .. } => message.clone(),
-            other => other.to_string(),
-        };
-        Self { code: e.code(), message }
+        Self::new(e.code(), e.message())
     }
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match run(cli).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error {}: {}", e.code, e.message);
-            ExitCode::FAILURE
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if wants_json(std::env::args()) && e.use_stderr() => {
+            println!("{}", CliError::new(USAGE_ERROR_CODE, e.to_string().trim_end()).to_json());
+            return ExitCode::from(USAGE_EXIT_STATUS);
         }
+        Err(e) => e.exit(),
+    };
+    let json = cli.json;
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => return report(&CliError::local(format!("cannot start the runtime: {e}")), json),
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => report(&e, json),
     }
+}
+
+/// Whether `--json` is among the raw arguments, to answer even a usage error in JSON.
+fn wants_json(args: impl IntoIterator<Item = String>) -> bool {
+    args.into_iter().take_while(|a| a != "--").any(|a| a == "--json")
+}
+
+/// Prints a failure as `--json` or a human asked, and gives the exit status.
+fn report(e: &CliError, json: bool) -> ExitCode {
+    if json {
+        println!("{}", e.to_json());
+    } else {
+        eprintln!("error {}: {}", e.code, e.message);
+    }
+    ExitCode::FAILURE
+}
+
+/// `{name: value}`, the shape of the GraphQL `data` the operation `name` answers.
+fn data_of(name: &str, value: impl Serialize) -> Result<Value, CliError> {
+    let value = serde_json::to_value(value).map_err(|e| CliError::local(format!("cannot render {name}: {e}")))?;
+    Ok(json!({ name: value }))
 }
 
 /// Runs one command and prints its result.
 async fn run(cli: Cli) -> Result<(), CliError> {
-    let client = Client::new(&cli.nodes)?;
-    let token = cli.token.as_deref();
+    let mut client = Client::new(&cli.nodes)?;
+    if let Some(token) = &cli.token {
+        client = client.with_bearer(token.as_str());
+    }
     let (kind, data) = match cli.command {
         Command::Check { name, local } => {
-            let c = if local { Some("LOCAL") } else { None };
-            (Kind::Check, client.execute_retrying(0, AVAILABILITY_QUERY, json!({"name": name, "c": c}), token).await?)
+            let c = local.then_some(Consistency::Local);
+            (Kind::Check, data_of("usernameAvailability", client.username_availability(0, &name, c).await?)?)
         }
         Command::Reserve { name, ttl_secs } => {
-            (Kind::Reserve, client.execute(0, RESERVE_MUTATION, json!({"name": name, "ttl": ttl_secs}), token).await?)
+            (Kind::Reserve, data_of("reserveUsername", client.reserve_username(0, &name, ttl_secs).await?)?)
         }
-        Command::Register { name, password, reservation_token } => {
-            let input = json!({"username": name, "password": password, "reservationToken": reservation_token});
-            (Kind::Register, client.execute(0, REGISTER_MUTATION, json!({"input": input}), token).await?)
+        Command::Register { name, password, reservation_token, display_name, email } => {
+            let input = RegisterInput { username: name, password, display_name, email, reservation_token };
+            (Kind::Register, data_of("register", client.register(0, &input).await?)?)
         }
-        Command::Login { name, password } => {
-            (Kind::Login, client.execute(0, LOGIN_MUTATION, json!({"u": name, "p": password}), token).await?)
-        }
+        Command::Login { name, password } => (Kind::Login, data_of("login", client.login(0, &name, &password).await?)?),
         Command::Post { body, reply_to } => {
-            (Kind::Post, client.execute(0, POST_TWEET_MUTATION, json!({"b": body, "r": reply_to}), token).await?)
+            (Kind::Post, data_of("postTweet", client.post_tweet(0, &body, reply_to.as_deref()).await?)?)
         }
-        Command::Follow { user_id } => {
-            (Kind::Follow, client.execute(0, FOLLOW_MUTATION, json!({"u": user_id}), token).await?)
-        }
-        Command::Timeline { first } => {
-            (Kind::Timeline, client.execute_retrying(0, TIMELINE_QUERY, json!({"n": first}), token).await?)
+        Command::Follow { user_id } => (Kind::Follow, data_of("follow", client.follow(0, &user_id).await?)?),
+        Command::Timeline { first, after, linearizable } => {
+            let c = linearizable.then_some(Consistency::Linearizable);
+            (Kind::Timeline, data_of("timeline", client.timeline(0, Some(first), after.as_deref(), c).await?)?)
         }
         Command::Buy { sale_id, quantity, key } => {
             let key = key.unwrap_or_else(|| format!("cli-{:016x}", rand::random::<u64>()));
-            let vars = client::ops::purchase_variables(&sale_id, quantity, &key);
-            let data = client.execute_retrying(0, PURCHASE_MUTATION, vars, token).await?;
             if !cli.json {
-                // The key is what lets the caller repeat this exact purchase safely.
+                // The key is what lets the caller repeat this exact purchase safely, even if
+                // it fails below.
                 eprintln!("idempotency key {key}");
             }
+            let order = client
+                .purchase(0, &sale_id, quantity, &key)
+                .await
+                .map_err(|e| CliError { idempotency_key: Some(key.clone()), ..CliError::from(e) })?;
+            let mut data = data_of("purchase", order)?;
+            data["idempotencyKey"] = json!(key);
             (Kind::Buy, data)
         }
-        Command::Sale { sale_id } => {
-            (Kind::Sale, client.execute_retrying(0, SALE_LINEARIZABLE_QUERY, json!({"id": sale_id}), token).await?)
+        Command::Sale { sale_id, local } => {
+            let c = if local { Consistency::Local } else { Consistency::Linearizable };
+            (Kind::Sale, data_of("sale", client.sale(0, &sale_id, c).await?)?)
         }
         Command::WatchSale { sale_id, after_index, count } => {
-            return watch_sale(&cli.nodes, token, &sale_id, after_index, count, cli.json).await;
+            return watch_sale(&client, &sale_id, after_index, count, cli.json).await;
         }
-        Command::Cluster => (Kind::Cluster, client.execute_retrying(0, CLUSTER_QUERY, json!({}), token).await?),
+        Command::Cluster => (Kind::Cluster, data_of("cluster", client.cluster(0).await?)?),
     };
     if cli.json {
         println!("{data}");
@@ -247,15 +318,13 @@ async fn run(cli: Cli) -> Result<(), CliError> {
 
 /// Prints one line per sale update until `count` updates, Ctrl-C, or the subscription ends.
 async fn watch_sale(
-    nodes: &[String],
-    token: Option<&str>,
+    client: &Client,
     sale_id: &str,
     after_index: Option<u64>,
     count: Option<u64>,
     raw: bool,
 ) -> Result<(), CliError> {
-    let vars = json!({"s": sale_id, "afterIndex": after_index});
-    let mut updates = client::subscribe(nodes, SALE_UPDATES_SUBSCRIPTION, vars, token, SALE_UPDATES_INDEX_PATH)?;
+    let mut updates = client.sale_updates(sale_id, after_index, SubscribeOptions::default())?;
     let mut seen = 0u64;
     // Bounded by --count, Ctrl-C, or the end of the subscription (which gives up on its own
     // after its reconnect limit).
@@ -328,7 +397,7 @@ fn human(kind: Kind, data: &Value) -> Result<String, CliError> {
         Kind::Follow => {
             let u = field("follow")?;
             if u.is_null() {
-                return Err(CliError::local("no such user"));
+                return Err(CliError::new("NOT_FOUND", "no such user"));
             }
             format!(
                 "following {} (id {}, {} followers)",
@@ -361,7 +430,7 @@ fn human(kind: Kind, data: &Value) -> Result<String, CliError> {
         Kind::Sale => {
             let s = field("sale")?;
             if s.is_null() {
-                return Err(CliError { code: "NOT_FOUND".to_owned(), message: "no such sale".to_owned() });
+                return Err(CliError::new("NOT_FOUND", "no such sale"));
             }
             format!(
                 "sale {}: {}, {} left, {} sold",
@@ -436,6 +505,35 @@ mod tests {
         assert_eq!(err.code, CLI_ERROR_CODE);
         let missing = human(Kind::Sale, &json!({"sale": null})).unwrap_err();
         assert_eq!(missing.code, "NOT_FOUND");
+    }
+
+    #[test]
+    fn errors_render_as_json_with_hints_only_when_set() {
+        let plain = CliError::new("SOLD_OUT", "sold out");
+        assert_eq!(plain.to_json(), json!({"error": {"code": "SOLD_OUT", "message": "sold out"}}));
+        let unknown = ClientError::OutcomeUnknown {
+            operation: "register".into(),
+            cause: Box::new(ClientError::Unavailable {
+                message: "not committed in time".into(),
+                retry_after_ms: Some(500),
+                outcome_unknown: true,
+            }),
+        };
+        let e = CliError { idempotency_key: Some("k".into()), ..CliError::from(unknown) };
+        let v = e.to_json();
+        assert_eq!(v["error"]["code"], "UNAVAILABLE");
+        assert_eq!(v["error"]["outcomeUnknown"], true);
+        assert_eq!(v["error"]["retryAfterMs"], 500);
+        assert_eq!(v["error"]["idempotencyKey"], "k");
+        assert!(v["error"]["message"].as_str().unwrap().contains("outcome is unknown"));
+    }
+
+    #[test]
+    fn json_flag_is_found_before_a_double_dash_only() {
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(wants_json(args(&["cli", "--json", "bogus"])));
+        assert!(!wants_json(args(&["cli", "post", "--", "--json"])));
+        assert!(!wants_json(args(&["cli", "cluster"])));
     }
 
     #[test]
