@@ -1,9 +1,12 @@
-//! `loadgen`: a closed-loop load generator for the GraphQL backend.
+//! `loadgen`: a load generator for the GraphQL backend.
 //!
-//! N workers each send a request, await the answer and send the next, spread round-robin over
-//! the given nodes, for a warmup period (not measured) and then a measured period. Latencies go
-//! into per-worker HDR histograms merged at the end; errors are counted by their GraphQL
-//! `extensions.code` rather than ending the run. The process exits with status 1 when no
+//! Closed loop (the default): N workers each send a request, await the answer and send the next,
+//! spread round-robin over the given nodes, for a warmup period (not measured) and then a
+//! measured period. Open loop (`--rate R`, for claims, checks, timeline and peer): requests are
+//! due on a fixed schedule of R per second, taken by whichever of the N workers is free, and
+//! each latency is measured from when its request was due (see `loadgen/pacing.rs`). Latencies
+//! go into per-worker HDR histograms merged at the end; errors are counted by their GraphQL
+//! `extensions.code` rather than ending the run. A progress line runs on stderr. The process exits with status 1 when no
 //! measured request succeeded, or when `purchase-burst` finds the sale's counts disagreeing with
 //! the purchases acknowledged to the buyers.
 //!
@@ -11,6 +14,7 @@
 //! PostgreSQL or Redis instead, through the same driver and report, for `bench/compare`.
 
 use std::collections::BTreeMap;
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -31,15 +35,23 @@ use tokio::task::JoinSet;
 // The binary's crate root is this file, so its modules would be looked up beside it in
 // `src/bin/`, where Cargo would take them for binaries of their own; they live under
 // `src/bin/loadgen/` instead.
+#[path = "loadgen/pacing.rs"]
+mod pacing;
 #[path = "loadgen/peers.rs"]
 mod peers;
+#[path = "loadgen/progress.rs"]
+mod progress;
 #[path = "loadgen/purchase.rs"]
 mod purchase;
+#[path = "loadgen/sale_updates.rs"]
+mod sale_updates;
 #[path = "loadgen/subscribers.rs"]
 mod subscribers;
+#[path = "loadgen/timeline.rs"]
+mod timeline;
 
-/// How often the progress line is printed.
-const PROGRESS_INTERVAL_MS: u64 = 1_000;
+use pacing::{OpenLoopArgs, Schedule};
+use progress::{Extent, Progress, Reading};
 
 /// Highest latency the histograms track exactly; slower requests are recorded at this value,
 /// which is above any sensible request timeout.
@@ -83,7 +95,7 @@ const CHECK_NAMES_DEFAULT_COUNT: usize = 10_000;
 const PRE_RESERVE_TTL_MARGIN_SECS: u64 = 60;
 
 #[derive(Parser, Debug)]
-#[command(name = "loadgen", about = "Closed-loop load generator for the GraphQL backend")]
+#[command(name = "loadgen", about = "Load generator for the GraphQL backend (closed loop, or open loop with --rate)")]
 struct Cli {
     #[command(subcommand)]
     scenario: ScenarioCommand,
@@ -96,6 +108,8 @@ enum ScenarioCommand {
     Claims {
         #[command(flatten)]
         common: Common,
+        #[command(flatten)]
+        open_loop: OpenLoopArgs,
         /// Reservation lifetime in seconds.
         #[arg(long, default_value_t = CLAIM_TTL_DEFAULT_SECS)]
         ttl: u32,
@@ -105,6 +119,8 @@ enum ScenarioCommand {
     Checks {
         #[command(flatten)]
         common: Common,
+        #[command(flatten)]
+        open_loop: OpenLoopArgs,
         /// Read consistency requested from the server.
         #[arg(long, value_enum)]
         consistency: ConsistencyArg,
@@ -124,8 +140,19 @@ enum ScenarioCommand {
         #[command(flatten)]
         burst: purchase::BurstArgs,
     },
-    /// Fan-out: N `chatMessages` subscriptions on the first node, messages sent at a fixed rate
-    /// through it; reports deliveries per second and the send-to-delivery delay.
+    /// Home-timeline reads (`timeline`) as viewers who each follow many authors; setup registers
+    /// the authors and viewers, posts the tweets and makes the follows.
+    Timeline {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        open_loop: OpenLoopArgs,
+        #[command(flatten)]
+        timeline: timeline::TimelineArgs,
+    },
+    /// Fan-out: N subscriptions (`saleUpdates` by default, or `chatMessages` with --topic chat)
+    /// spread over the nodes, updates caused at a fixed rate (one-unit purchases, or messages);
+    /// reports deliveries per second and the send-to-delivery delay.
     Subscribers {
         #[command(flatten)]
         common: Common,
@@ -138,6 +165,8 @@ enum ScenarioCommand {
         #[command(flatten)]
         common: Common,
         #[command(flatten)]
+        open_loop: OpenLoopArgs,
+        #[command(flatten)]
         peer: peers::PeerArgs,
     },
 }
@@ -149,8 +178,20 @@ impl ScenarioCommand {
             Self::Claims { common, .. }
             | Self::Checks { common, .. }
             | Self::PurchaseBurst { common, .. }
+            | Self::Timeline { common, .. }
             | Self::Subscribers { common, .. }
             | Self::Peer { common, .. } => common,
+        }
+    }
+
+    /// The open-loop rate asked for, if any; `None` runs closed-loop.
+    fn rate(&self) -> Option<f64> {
+        match self {
+            Self::Claims { open_loop, .. }
+            | Self::Checks { open_loop, .. }
+            | Self::Timeline { open_loop, .. }
+            | Self::Peer { open_loop, .. } => open_loop.rate,
+            Self::PurchaseBurst { .. } | Self::Subscribers { .. } => None,
         }
     }
 }
@@ -161,7 +202,8 @@ struct Common {
     /// Comma-separated node base URLs; requests are spread round-robin over them.
     #[arg(long, env = "LOADGEN_NODES", value_delimiter = ',', default_value = "http://127.0.0.1:8080")]
     nodes: Vec<String>,
-    /// Number of closed-loop workers, each awaiting its request before sending the next.
+    /// Number of workers, each awaiting its request before sending the next: the requests in
+    /// flight in closed loop, and their cap in open loop (--rate).
     #[arg(long, default_value_t = CONCURRENCY_DEFAULT_WORKERS,
           value_parser = clap::value_parser!(u32).range(1..=i64::from(CONCURRENCY_MAX_WORKERS)))]
     concurrency: u32,
@@ -259,6 +301,8 @@ enum Scenario {
     /// Buy from a flash sale as one buyer per worker; boxed because it is much larger than the
     /// other variants.
     PurchaseBurst(Box<purchase::Burst>),
+    /// Read the first timeline page of a random viewer.
+    Timeline(Box<timeline::Timeline>),
 }
 
 /// How a worker goes on after an answer.
@@ -293,6 +337,7 @@ impl Scenario {
             Self::Claims { .. } => "claims",
             Self::Checks { .. } => "checks",
             Self::PurchaseBurst(_) => "purchase-burst",
+            Self::Timeline(_) => "timeline",
         }
     }
 
@@ -300,7 +345,7 @@ impl Scenario {
     fn measure_from(&self) -> Option<Instant> {
         match self {
             Self::PurchaseBurst(burst) => Some(burst.opens_at()),
-            Self::Claims { .. } | Self::Checks { .. } => None,
+            Self::Claims { .. } | Self::Checks { .. } | Self::Timeline(_) => None,
         }
     }
 
@@ -314,6 +359,7 @@ impl Scenario {
                 "reserved": reserved,
             }),
             Self::PurchaseBurst(burst) => burst.params(),
+            Self::Timeline(timeline) => timeline.params(),
         }
     }
 
@@ -334,6 +380,7 @@ impl Scenario {
                 bearer: None,
             },
             Self::PurchaseBurst(burst) => burst.request(worker, seq),
+            Self::Timeline(timeline) => timeline.request(rng),
         }
     }
 
@@ -344,6 +391,7 @@ impl Scenario {
                 Verdict { error_code: result.err().map(|e| e.code()), units: 0, next: Next::Advance }
             }
             Self::PurchaseBurst(_) => purchase::judge(result),
+            Self::Timeline(timeline) => timeline.judge(result),
         }
     }
 }
@@ -354,6 +402,7 @@ async fn build_scenario(
     common: &Common,
     client: &Client,
     run_id: String,
+    seed: u64,
 ) -> anyhow::Result<Scenario> {
     match *command {
         ScenarioCommand::Claims { ttl, .. } => Ok(Scenario::Claims { run_id, ttl_secs: ttl }),
@@ -373,6 +422,9 @@ async fn build_scenario(
             }
             let burst = purchase::setup(client, burst, common.concurrency as usize, run_id).await?;
             Ok(Scenario::PurchaseBurst(Box::new(burst)))
+        }
+        ScenarioCommand::Timeline { ref timeline, .. } => {
+            Ok(Scenario::Timeline(Box::new(timeline::setup(client, timeline, seed, run_id).await?)))
         }
         ScenarioCommand::Subscribers { .. } => bail!("the subscribers scenario has no closed-loop workers"),
         ScenarioCommand::Peer { .. } => bail!("the peer scenario does not talk GraphQL"),
@@ -408,12 +460,15 @@ async fn pre_reserve(client: &Client, names: &[String], ttl_secs: u32, concurren
     );
 }
 
-/// When the measured window starts and ends, and the optional request cap.
+/// When the measured window starts and ends, the optional request cap, and in open loop the
+/// schedule requests are due on.
 struct Plan {
     started: Instant,
     measure_from: Instant,
     deadline: Instant,
     cap: Option<u64>,
+    /// `Some` in open loop: slot 0 is due at `started`, so the warmup is paced too.
+    schedule: Option<Schedule>,
 }
 
 /// Where the workers send their requests.
@@ -448,8 +503,14 @@ struct Shared {
     plan: Plan,
     /// Measured requests started so far, checked against the cap.
     measured_started: AtomicU64,
+    /// Open loop: the next schedule slot no worker has taken yet.
+    next_slot: AtomicU64,
     /// All requests completed so far, warmup included, for the progress line.
     completed: AtomicU64,
+    /// Of those, the ones that failed.
+    failed: AtomicU64,
+    /// Set when the measured request cap stopped the run, so no slot counts as dropped.
+    capped: std::sync::atomic::AtomicBool,
     /// Becomes true on Ctrl-C, so that workers stop after their in-flight request and waiting
     /// workers wake up; a watch holds one value, so it never queues.
     stop: watch::Sender<bool>,
@@ -478,13 +539,29 @@ struct Stats {
     /// The `(worker, seq)` of each request whose outcome was still unknown when its worker
     /// stopped; at most one per worker.
     unsettled: Vec<(usize, u64)>,
+    /// Open loop: how far behind its due time each measured request was sent.
+    send_lag_us: Histogram<u64>,
+    /// Open loop: measured requests sent later than [`pacing::LATE_TOLERANCE`].
+    late: u64,
+    /// Open loop: time from sending each measured request to its answer, without the wait for
+    /// a free worker that `latency_us` includes.
+    service_us: Histogram<u64>,
+}
+
+/// A new histogram of microseconds with the run's bounds and precision.
+fn latency_histogram() -> anyhow::Result<Histogram<u64>> {
+    Histogram::new_with_bounds(1, LATENCY_MAX_US, LATENCY_SIGNIFICANT_DIGITS).context("creating latency histogram")
+}
+
+/// Microseconds of `d` for a histogram: at least 1, saturating.
+fn histogram_us(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1)
 }
 
 impl Stats {
     fn new() -> anyhow::Result<Self> {
         Ok(Self {
-            latency_us: Histogram::new_with_bounds(1, LATENCY_MAX_US, LATENCY_SIGNIFICANT_DIGITS)
-                .context("creating latency histogram")?,
+            latency_us: latency_histogram()?,
             ok: 0,
             errors: BTreeMap::new(),
             last_done: None,
@@ -492,18 +569,28 @@ impl Stats {
             units: 0,
             early_refusals: 0,
             unsettled: Vec::new(),
+            send_lag_us: latency_histogram()?,
+            late: 0,
+            service_us: latency_histogram()?,
         })
     }
 
     /// Records one completed request; `error_code` is `None` on success.
     fn record(&mut self, latency: Duration, error_code: Option<String>, done: Instant) {
-        let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
-        self.latency_us.saturating_record(us.max(1));
+        self.latency_us.saturating_record(histogram_us(latency));
         match error_code {
             None => self.ok += 1,
             Some(code) => *self.errors.entry(code).or_default() += 1,
         }
         self.last_done = self.last_done.max(Some(done));
+    }
+
+    /// Records the schedule side of an open-loop request: due, sent and answered at these times.
+    fn record_paced(&mut self, due: Instant, sent: Instant, done: Instant) {
+        // The histograms' lowest value is 1 us, so a punctual send records 1 us of lag.
+        self.send_lag_us.saturating_record(histogram_us(sent.saturating_duration_since(due)));
+        self.late += u64::from(pacing::is_late(due, sent));
+        self.service_us.saturating_record(histogram_us(done.saturating_duration_since(sent)));
     }
 
     fn merge(&mut self, other: Stats) -> anyhow::Result<()> {
@@ -517,6 +604,9 @@ impl Stats {
         self.units += other.units;
         self.early_refusals += other.early_refusals;
         self.unsettled.extend(other.unsettled);
+        self.send_lag_us.add(&other.send_lag_us).context("merging send lag histograms")?;
+        self.late += other.late;
+        self.service_us.add(&other.service_us).context("merging service time histograms")?;
         Ok(())
     }
 
@@ -550,8 +640,10 @@ fn summarize(latency_us: &Histogram<u64>) -> LatencySummary {
     }
 }
 
-/// One worker's closed loop; it ends at the deadline, at the request cap, on Ctrl-C, or when
-/// the scenario says further requests are pointless (the sale sold out).
+/// One worker's loop; it ends at the deadline, at the request cap, on Ctrl-C, or when the
+/// scenario says further requests are pointless (the sale sold out). In closed loop it sends
+/// as soon as its previous answer arrives; in open loop it takes the oldest slot of the
+/// schedule nobody has taken, waits until that slot is due, and measures from then.
 async fn run_worker(worker: usize, shared: Arc<Shared>, seed: u64) -> anyhow::Result<Stats> {
     let mut rng = StdRng::seed_from_u64(seed.wrapping_add(worker as u64));
     let mut stats = Stats::new()?;
@@ -562,18 +654,38 @@ async fn run_worker(worker: usize, shared: Arc<Shared>, seed: u64) -> anyhow::Re
     let mut seq = 0u64;
     let mut unsettled = false;
     for sent in 0u64.. {
-        let start = Instant::now();
-        if start >= plan.deadline || shared.stopping() {
+        let now = Instant::now();
+        if now >= plan.deadline || shared.stopping() {
             break;
         }
+        // The instant latency is measured from: now in closed loop, the slot's due time in open
+        // loop (in the past when every worker was busy when it came due).
+        let start = match &plan.schedule {
+            None => now,
+            Some(schedule) => {
+                let due = schedule.due(claim_slot(&shared.next_slot, schedule, plan.measure_from, now));
+                if due >= plan.deadline {
+                    break;
+                }
+                due
+            }
+        };
         let measured = start >= plan.measure_from;
         if measured {
             if let Some(cap) = plan.cap {
                 if shared.measured_started.fetch_add(1, Ordering::Relaxed) >= cap {
+                    shared.capped.store(true, Ordering::Relaxed);
                     break;
                 }
             }
         }
+        if start > now {
+            tokio::select! {
+                () = tokio::time::sleep_until(tokio::time::Instant::from_std(start)) => {}
+                _ = stop.wait_for(|stopping| *stopping) => break,
+            }
+        }
+        let sent_at = Instant::now();
         let (Verdict { error_code, units, next }, done) = match &shared.target {
             Target::Graphql { client, scenario } => {
                 let request = scenario.request(worker, seq, &mut rng);
@@ -592,10 +704,14 @@ async fn run_worker(worker: usize, shared: Arc<Shared>, seed: u64) -> anyhow::Re
             }
         };
         shared.completed.fetch_add(1, Ordering::Relaxed);
+        shared.failed.fetch_add(u64::from(error_code.is_some()), Ordering::Relaxed);
         stats.acknowledged += u64::from(error_code.is_none());
         stats.units += units;
         if measured {
             stats.record(done - start, error_code, done);
+            if plan.schedule.is_some() {
+                stats.record_paced(start, sent_at, done);
+            }
         }
         unsettled = next == Next::Repeat;
         match next {
@@ -621,26 +737,31 @@ async fn run_worker(worker: usize, shared: Arc<Shared>, seed: u64) -> anyhow::Re
     Ok(stats)
 }
 
-/// Prints completed requests and the current rate to stderr once per interval; the caller
-/// aborts it when the workers are done.
-async fn report_progress(shared: Arc<Shared>) {
-    let period = Duration::from_millis(PROGRESS_INTERVAL_MS);
-    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-    let mut previous = (0u64, Instant::now());
-    loop {
-        ticker.tick().await;
-        let now = Instant::now();
-        let completed = shared.completed.load(Ordering::Relaxed);
-        let rate = (completed - previous.0) as f64 / (now - previous.1).as_secs_f64();
-        let phase = if now < shared.plan.measure_from { " (warmup)" } else { "" };
-        eprintln!("[{:>6.1}s] {completed} ops, {rate:.0}/s{phase}", (now - shared.plan.started).as_secs_f64());
-        previous = (completed, now);
+/// Takes the oldest open-loop slot no worker has taken. Warmup slots still untaken once the
+/// measured window has opened are skipped, so that a backlog built up during the warmup (the
+/// workers could not keep up) is not carried into the window, where it would push every
+/// measured slot back by the same amount and could leave nothing measured at all.
+fn claim_slot(next_slot: &AtomicU64, schedule: &Schedule, measure_from: Instant, now: Instant) -> u64 {
+    let slot = next_slot.fetch_add(1, Ordering::Relaxed);
+    if now < measure_from || schedule.due(slot) >= measure_from {
+        return slot;
     }
+    next_slot.fetch_max(schedule.slots_before(measure_from), Ordering::Relaxed);
+    next_slot.fetch_add(1, Ordering::Relaxed)
 }
 
 /// Runs the workers for the plan and returns their merged statistics.
 async fn run(shared: Arc<Shared>, concurrency: usize, seed: u64) -> anyhow::Result<Stats> {
-    let progress = tokio::spawn(report_progress(shared.clone()));
+    let plan = &shared.plan;
+    let progress =
+        Progress::start(Extent::Time { started: plan.started, measure_from: plan.measure_from, end: plan.deadline }, {
+            let shared = shared.clone();
+            move || Reading {
+                done: shared.completed.load(Ordering::Relaxed),
+                errors: shared.failed.load(Ordering::Relaxed),
+                extra: None,
+            }
+        });
     let interrupt = tokio::spawn({
         let shared = shared.clone();
         async move {
@@ -658,9 +779,62 @@ async fn run(shared: Arc<Shared>, concurrency: usize, seed: u64) -> anyhow::Resu
     while let Some(joined) = workers.join_next().await {
         total.merge(joined.context("worker panicked")??)?;
     }
-    progress.abort();
+    progress.finish();
     interrupt.abort();
     Ok(total)
+}
+
+/// The open-loop part of a report.
+#[derive(Debug, Serialize)]
+struct OpenLoopSummary {
+    /// Requests per second the schedule asked for.
+    rate_target_per_sec: f64,
+    /// Measured requests sent per second of the measured window.
+    rate_achieved_per_sec: f64,
+    /// Requests the schedule called for in the measured window.
+    scheduled: u64,
+    /// Measured requests sent.
+    sent: u64,
+    /// Of those, how many went out more than `late_tolerance_ms` after they were due, because
+    /// every worker (--concurrency) was busy or the runtime was.
+    late: u64,
+    late_tolerance_ms: u64,
+    /// Requests due in the window but never sent before it closed.
+    dropped: u64,
+    /// How far behind its due time each request was sent.
+    send_lag_ms: LatencySummary,
+    /// From sending to the answer, without the lag: what a closed loop would report.
+    service_ms: LatencySummary,
+}
+
+impl OpenLoopSummary {
+    fn new(schedule: &Schedule, plan: &Plan, stats: &Stats, requests: u64, capped: bool, interrupted: bool) -> Self {
+        // The window closes at the deadline, or earlier if the run was cut short by Ctrl-C; at
+        // the request cap, slots after the cap were never meant to be sent.
+        let window_end = match stats.last_done {
+            Some(done) if interrupted => done.min(plan.deadline),
+            _ => plan.deadline,
+        };
+        let scheduled = if capped { requests } else { schedule.slots_between(plan.measure_from, window_end) };
+        let sent_window = match stats.last_done {
+            Some(done) if capped => done.min(plan.deadline),
+            _ => window_end,
+        };
+        Self {
+            rate_target_per_sec: schedule.rate_per_sec(),
+            rate_achieved_per_sec: per_sec(
+                requests,
+                sent_window.saturating_duration_since(plan.measure_from).as_secs_f64(),
+            ),
+            scheduled,
+            sent: requests,
+            late: stats.late,
+            late_tolerance_ms: pacing::LATE_TOLERANCE.as_millis() as u64,
+            dropped: scheduled.saturating_sub(requests),
+            send_lag_ms: summarize(&stats.send_lag_us),
+            service_ms: summarize(&stats.service_us),
+        }
+    }
 }
 
 /// Everything a run reports; also the `--json` output.
@@ -669,7 +843,11 @@ struct Report {
     scenario: &'static str,
     params: Value,
     nodes: Vec<String>,
+    /// `closed` (N workers back to back) or `open` (a fixed rate, --rate).
+    mode: &'static str,
     concurrency: u32,
+    /// Open loop: the rate asked for; null in closed loop.
+    rate_target_per_sec: Option<f64>,
     /// Requested measured duration.
     duration_secs: u64,
     /// Time from the start of the run to the measured window, rounded to whole seconds: the
@@ -684,9 +862,13 @@ struct Report {
     throughput_per_sec: f64,
     /// All measured requests per second, errors included.
     requests_per_sec: f64,
-    /// Latency of every measured request, successful or not.
+    /// Latency of every measured request, successful or not; in open loop from when the
+    /// request was due, so waiting for a free worker counts.
     latency_ms: LatencySummary,
     seed: u64,
+    /// Open loop: the schedule's figures.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    open_loop: Option<OpenLoopSummary>,
     /// The `purchase-burst` scenario's own fields, at the top level.
     #[serde(flatten)]
     purchase: Option<purchase::Summary>,
@@ -700,7 +882,13 @@ impl Report {
         let l = &self.latency_ms;
         println!("scenario      {} {}", self.scenario, self.params);
         println!("nodes         {}", self.nodes.join(", "));
-        println!("concurrency   {}", self.concurrency);
+        match &self.open_loop {
+            None => println!("mode          closed loop, concurrency {}", self.concurrency),
+            Some(o) => println!(
+                "mode          open loop at {} req/s target, at most {} in flight (--concurrency)",
+                o.rate_target_per_sec, self.concurrency
+            ),
+        }
         if self.purchase.is_some() {
             println!(
                 "elapsed       {:.2} s from the sale's opening (requested at most {} s; it ends once sold out)",
@@ -716,10 +904,29 @@ impl Report {
         println!("ok            {}", self.ok);
         println!("errors        {} {}", self.requests - self.ok, format_errors(&self.errors));
         println!("throughput    {:.1} ok/s ({:.1} req/s)", self.throughput_per_sec, self.requests_per_sec);
+        let from = if self.open_loop.is_some() { " (from due time)" } else { "" };
         println!(
-            "latency ms    p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}",
+            "latency ms    p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}{from}",
             l.p50, l.p90, l.p99, l.p999, l.max
         );
+        if let Some(o) = &self.open_loop {
+            let (s, g) = (&o.service_ms, &o.send_lag_ms);
+            println!(
+                "service ms    p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2} (from send)",
+                s.p50, s.p90, s.p99, s.p999, s.max
+            );
+            println!(
+                "rate          {:.1} req/s achieved of {} target; {} scheduled, {} sent, {} late (>{} ms), {} dropped",
+                o.rate_achieved_per_sec,
+                o.rate_target_per_sec,
+                o.scheduled,
+                o.sent,
+                o.late,
+                o.late_tolerance_ms,
+                o.dropped
+            );
+            println!("send lag ms   p50 {:.2}  p99 {:.2}  max {:.2}", g.p50, g.p99, g.max);
+        }
         if let Some(peer) = &self.peer {
             peer.print_table();
         }
@@ -770,6 +977,10 @@ async fn main() -> ExitCode {
     match run_cli(cli).await {
         Ok(code) => code,
         Err(e) => {
+            if std::io::stderr().is_terminal() {
+                // Start on a fresh line, in case a progress line was being drawn.
+                eprintln!();
+            }
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
@@ -791,11 +1002,11 @@ async fn run_cli(cli: Cli) -> anyhow::Result<ExitCode> {
             Target::Peer(Box::new(peers::setup(peer, &common.nodes, workers, timeout, run_id).await?))
         }
         ScenarioCommand::Subscribers { fanout, .. } => {
-            return run_subscribers(&graphql_client(common)?, common, fanout, &run_id).await;
+            return run_subscribers(&graphql_client(common)?, common, fanout, &run_id, seed).await;
         }
         command => {
             let client = graphql_client(common)?;
-            let scenario = build_scenario(command, common, &client, run_id).await?;
+            let scenario = build_scenario(command, common, &client, run_id, seed).await?;
             Target::Graphql { client, scenario }
         }
     };
@@ -814,6 +1025,7 @@ async fn run_cli(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(at) => at.max(started),
         None => started + Duration::from_secs(common.warmup_secs()),
     };
+    let schedule = cli.scenario.rate().map(|rate| Schedule::new(started, rate));
     let shared = Arc::new(Shared {
         target,
         plan: Plan {
@@ -821,9 +1033,13 @@ async fn run_cli(cli: Cli) -> anyhow::Result<ExitCode> {
             measure_from,
             deadline: measure_from + Duration::from_secs(common.duration),
             cap: common.requests,
+            schedule,
         },
         measured_started: AtomicU64::new(0),
+        next_slot: AtomicU64::new(0),
         completed: AtomicU64::new(0),
+        failed: AtomicU64::new(0),
+        capped: std::sync::atomic::AtomicBool::new(false),
         stop: watch::Sender::new(false),
     });
     let stats = run(shared.clone(), common.concurrency as usize, seed).await?;
@@ -837,11 +1053,17 @@ async fn run_cli(cli: Cli) -> anyhow::Result<ExitCode> {
 
     let elapsed_secs = stats.last_done.map_or(0.0, |done| (done - measure_from).as_secs_f64());
     let requests = stats.ok + stats.error_count();
+    let open_loop = shared.plan.schedule.as_ref().map(|schedule| {
+        let capped = shared.capped.load(Ordering::Relaxed);
+        OpenLoopSummary::new(schedule, &shared.plan, &stats, requests, capped, shared.stopping())
+    });
     let report = Report {
         scenario: shared.target.label(),
         params: shared.target.params(),
         nodes,
+        mode: if open_loop.is_some() { "open" } else { "closed" },
         concurrency: common.concurrency,
+        rate_target_per_sec: open_loop.as_ref().map(|o| o.rate_target_per_sec),
         duration_secs: common.duration,
         warmup_secs: (measure_from - started).as_secs_f64().round() as u64,
         elapsed_secs,
@@ -852,6 +1074,7 @@ async fn run_cli(cli: Cli) -> anyhow::Result<ExitCode> {
         requests_per_sec: per_sec(requests, elapsed_secs),
         latency_ms: summarize(&stats.latency_us),
         seed,
+        open_loop,
         purchase,
         peer,
     };
@@ -874,6 +1097,13 @@ async fn run_cli(cli: Cli) -> anyhow::Result<ExitCode> {
         eprintln!("the stock taken differs from the purchases acknowledged, or could not be read back");
         code = ExitCode::FAILURE;
     }
+    if let Some(o) = report.open_loop.as_ref().filter(|o| o.dropped > 0 || o.late * 10 > o.sent.max(1)) {
+        eprintln!(
+            "note: the open loop fell behind its schedule ({} of {} sent late, {} dropped): every worker was busy \
+             (raise --concurrency) or this process lacked CPU; latencies include the wait",
+            o.late, o.sent, o.dropped
+        );
+    }
     Ok(code)
 }
 
@@ -888,15 +1118,22 @@ fn graphql_client(common: &Common) -> anyhow::Result<Client> {
     Ok(Client::with_http_client(http, &common.nodes)?)
 }
 
-/// Runs the `subscribers` scenario, which has no closed-loop workers: N sockets listening, one
-/// sender at a fixed rate.
+/// Runs the `subscribers` scenario, which has no workers: N sockets listening, one paced sender.
 async fn run_subscribers(
     client: &Client,
     common: &Common,
     fanout: &subscribers::SubscribersArgs,
     run_id: &str,
+    seed: u64,
 ) -> anyhow::Result<ExitCode> {
-    let report = subscribers::run(client, &common.nodes[0], fanout, common.duration, run_id).await?;
+    let spec = subscribers::RunSpec {
+        nodes: &common.nodes,
+        warmup_secs: common.warmup_secs(),
+        duration_secs: common.duration,
+        seed,
+        run_id,
+    };
+    let report = subscribers::run(client, fanout, &spec).await?;
     if common.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
@@ -1015,6 +1252,149 @@ mod tests {
         assert_eq!(common.nodes, ["http://a:1", "http://b:2"]);
         assert_eq!((pool, common.requests), (10, Some(100)));
         assert!(Cli::try_parse_from(["loadgen", "claims", "--concurrency", "0"]).is_err());
+    }
+
+    #[test]
+    fn cli_parses_open_loop_rate_where_it_applies() {
+        let cli = Cli::try_parse_from(["loadgen", "claims", "--rate", "200", "--concurrency", "8"]).unwrap();
+        assert_eq!(cli.scenario.rate(), Some(200.0));
+        assert_eq!(cli.scenario.common().concurrency, 8);
+        assert_eq!(Cli::try_parse_from(["loadgen", "claims"]).unwrap().scenario.rate(), None);
+        let checks = Cli::try_parse_from(["loadgen", "checks", "--consistency", "linearizable", "--rate", "0.5"]);
+        assert_eq!(checks.unwrap().scenario.rate(), Some(0.5));
+        assert!(Cli::try_parse_from(["loadgen", "claims", "--rate", "0"]).is_err());
+        assert!(Cli::try_parse_from(["loadgen", "claims", "--rate", "lots"]).is_err());
+        // Purchase bursts are closed-loop by nature; subscribers' --rate is its own send rate.
+        assert!(Cli::try_parse_from([
+            "loadgen",
+            "purchase-burst",
+            "--admin-user",
+            "a",
+            "--admin-password",
+            "b",
+            "--rate",
+            "5"
+        ])
+        .is_err());
+        let subs = Cli::try_parse_from(["loadgen", "subscribers", "--rate", "20"]).unwrap();
+        assert_eq!(subs.scenario.rate(), None);
+    }
+
+    #[test]
+    fn cli_parses_timeline_usage() {
+        let cli = Cli::try_parse_from([
+            "loadgen",
+            "timeline",
+            "--authors",
+            "300",
+            "--viewers",
+            "10",
+            "--followees",
+            "250",
+            "--tweets-per-author",
+            "2",
+            "--page-size",
+            "50",
+            "--consistency",
+            "linearizable",
+            "--rate",
+            "100",
+        ])
+        .unwrap();
+        let ScenarioCommand::Timeline { timeline, open_loop, .. } = &cli.scenario else {
+            panic!("expected timeline");
+        };
+        assert_eq!((timeline.authors, timeline.viewers, timeline.followees), (300, 10, 250));
+        assert_eq!((timeline.tweets_per_author, timeline.page_size), (2, 50));
+        assert!(matches!(timeline.consistency, ConsistencyArg::Linearizable));
+        assert_eq!(open_loop.rate, Some(100.0));
+        let defaults = Cli::try_parse_from(["loadgen", "timeline"]).unwrap();
+        let ScenarioCommand::Timeline { timeline, .. } = &defaults.scenario else { panic!("expected timeline") };
+        assert_eq!((timeline.authors, timeline.viewers, timeline.followees, timeline.page_size), (200, 50, 100, 20));
+        // The server serves pages of 1 to 100 and follows of at most 5,000.
+        assert!(Cli::try_parse_from(["loadgen", "timeline", "--page-size", "101"]).is_err());
+        assert!(Cli::try_parse_from(["loadgen", "timeline", "--followees", "5001"]).is_err());
+    }
+
+    #[test]
+    fn cli_parses_subscribers_topics() {
+        let cli = Cli::try_parse_from(["loadgen", "subscribers", "--subscribers", "30"]).unwrap();
+        let ScenarioCommand::Subscribers { fanout, .. } = &cli.scenario else { panic!("expected subscribers") };
+        assert_eq!((fanout.topic, fanout.subscribers), (subscribers::Topic::Sale, 30));
+        let cli = Cli::try_parse_from(["loadgen", "subscribers", "--topic", "chat"]).unwrap();
+        let ScenarioCommand::Subscribers { fanout, .. } = &cli.scenario else { panic!("expected subscribers") };
+        assert_eq!(fanout.topic, subscribers::Topic::Chat);
+        assert!(Cli::try_parse_from(["loadgen", "subscribers", "--topic", "tweets"]).is_err());
+    }
+
+    fn open_loop_plan(t0: Instant, rate: f64) -> (Schedule, Plan) {
+        let schedule = Schedule::new(t0, rate);
+        let measure_from = t0 + Duration::from_secs(1);
+        let plan = Plan {
+            started: t0,
+            measure_from,
+            deadline: measure_from + Duration::from_secs(10),
+            cap: None,
+            schedule: Some(schedule),
+        };
+        (schedule, plan)
+    }
+
+    #[test]
+    fn open_loop_summary_counts_dropped_slots_and_the_achieved_rate() {
+        let t0 = Instant::now();
+        let (schedule, plan) = open_loop_plan(t0, 100.0);
+        let mut stats = Stats::new().unwrap();
+        // 900 of the 1,000 measured slots sent, the last answer just after the deadline.
+        for i in 0..900u64 {
+            let due = schedule.due(100 + i);
+            let sent = due + Duration::from_millis(if i < 30 { 5 } else { 0 });
+            stats.record(Duration::from_millis(1), None, sent + Duration::from_millis(1));
+            stats.record_paced(due, sent, sent + Duration::from_millis(1));
+        }
+        stats.last_done = Some(plan.deadline + Duration::from_millis(3));
+        let o = OpenLoopSummary::new(&schedule, &plan, &stats, 900, false, false);
+        assert_eq!((o.scheduled, o.sent, o.dropped, o.late), (1_000, 900, 100, 30));
+        assert!((o.rate_achieved_per_sec - 90.0).abs() < 1e-9, "{o:?}");
+        assert_eq!(o.rate_target_per_sec, 100.0);
+        assert!(o.send_lag_ms.max >= 5.0, "{o:?}");
+        // At the request cap nothing counts as dropped.
+        let capped = OpenLoopSummary::new(&schedule, &plan, &stats, 900, true, false);
+        assert_eq!((capped.scheduled, capped.dropped), (900, 0));
+    }
+
+    #[test]
+    fn warmup_backlog_is_skipped_when_the_window_opens() {
+        let t0 = Instant::now();
+        let (schedule, plan) = open_loop_plan(t0, 100.0);
+        let next = AtomicU64::new(0);
+        // During the warmup, slots are taken in order even when late.
+        let early = t0 + Duration::from_millis(500);
+        assert_eq!(claim_slot(&next, &schedule, plan.measure_from, early), 0);
+        assert_eq!(claim_slot(&next, &schedule, plan.measure_from, early), 1);
+        // Once the window is open, the untaken warmup slots 2..100 are skipped.
+        let late = plan.measure_from + Duration::from_millis(10);
+        assert_eq!(claim_slot(&next, &schedule, plan.measure_from, late), 100);
+        assert_eq!(claim_slot(&next, &schedule, plan.measure_from, late), 101);
+        // Measured slots are never skipped, however late.
+        let much_later = plan.deadline;
+        assert_eq!(claim_slot(&next, &schedule, plan.measure_from, much_later), 102);
+    }
+
+    #[test]
+    fn open_loop_latency_is_measured_from_the_due_time() {
+        // A request due at t, sent 40 ms late for want of a free worker and answered 2 ms after
+        // sending, is 42 ms of latency and 2 ms of service time.
+        let t0 = Instant::now();
+        let (due, sent, done) = (t0, t0 + Duration::from_millis(40), t0 + Duration::from_millis(42));
+        let mut stats = Stats::new().unwrap();
+        stats.record(done - due, None, done);
+        stats.record_paced(due, sent, done);
+        let latency = summarize(&stats.latency_us);
+        let service = summarize(&stats.service_us);
+        assert!((latency.max - 42.0).abs() < 0.05, "{latency:?}");
+        assert!((service.max - 2.0).abs() < 0.01, "{service:?}");
+        assert_eq!(stats.late, 1);
     }
 
     #[test]

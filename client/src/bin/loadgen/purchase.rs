@@ -38,7 +38,7 @@ const OPEN_DELAY_MAX_MS: u64 = 3_600_000;
 
 /// How many buyers are registered at once. Registration hashes the password, which is slow on
 /// purpose, so a handful in flight keeps every node's hashing busy without queueing thousands.
-const SIGNUP_PARALLELISM_REQUESTS: usize = 16;
+pub(super) const SIGNUP_PARALLELISM_REQUESTS: usize = 16;
 
 /// How many purchases of unknown outcome are re-sent at once after the run.
 const SETTLE_PARALLELISM_REQUESTS: usize = 16;
@@ -48,7 +48,7 @@ const SETTLE_PARALLELISM_REQUESTS: usize = 16;
 const SIGNUP_PROGRESS_EVERY_BUYERS: usize = 500;
 
 /// Price of the product the scenario creates; any valid price would do.
-const PRODUCT_PRICE_CENTS: u32 = 1_999;
+pub(super) const PRODUCT_PRICE_CENTS: u32 = 1_999;
 
 /// The error codes of the contract this scenario acts on.
 const SOLD_OUT_CODE: &str = "SOLD_OUT";
@@ -60,7 +60,7 @@ const USERNAME_TAKEN_CODE: &str = "USERNAME_TAKEN";
 /// Error codes after which the purchase certainly did not happen. Anything else (a timeout, a
 /// dropped connection, UNAVAILABLE, INTERNAL, a malformed answer) leaves the outcome unknown,
 /// since the server may have committed the order before the answer was lost.
-const REFUSAL_CODES: [&str; 8] = [
+pub(super) const REFUSAL_CODES: [&str; 8] = [
     SOLD_OUT_CODE,
     SALE_NOT_OPEN_CODE,
     LIMIT_EXCEEDED_CODE,
@@ -234,7 +234,7 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
 
 /// Registers `username`, or signs it in if it exists. A rerun with the same names, and a
 /// registration retried after its first answer was lost, both end signed in this way.
-async fn register_or_login(
+pub(super) async fn register_or_login(
     client: &Client,
     node: usize,
     username: &str,
@@ -248,7 +248,7 @@ async fn register_or_login(
 }
 
 /// Signs the admin in, registering it when it cannot sign in, and checks that it is ADMIN.
-async fn sign_in_admin(client: &Client, username: &str, password: &str) -> anyhow::Result<Arc<str>> {
+pub(super) async fn sign_in_admin(client: &Client, username: &str, password: &str) -> anyhow::Result<Arc<str>> {
     let auth = match client.login(0, username, password).await {
         Ok(auth) => auth,
         Err(e) if e.code() == UNAUTHENTICATED_CODE => {
@@ -314,7 +314,7 @@ async fn register_buyers(client: &Client, run_id: &str, count: usize) -> anyhow:
 /// a node that is down) and checks its full stock. A linearizable read makes the answering node
 /// catch up first, so no node answers NOT_FOUND in the burst merely for lagging behind, and the
 /// sale query is known to work before the clock starts.
-async fn check_sale_on_every_node(client: &Client, sale_id: &str, stock: u32) -> anyhow::Result<()> {
+pub(super) async fn check_sale_on_every_node(client: &Client, sale_id: &str, stock: u32) -> anyhow::Result<()> {
     for node in 0..client.node_count() {
         let sale = client
             .sale_linearizable(node, sale_id)
