@@ -315,7 +315,7 @@ def main():
     start = body.find(HEADING + "\n")
     if start >= 0:
         nxt = body.find("\n## ", start + len(HEADING))
-        body = body[:start] + text + (body[nxt + 1:] if nxt >= 0 else "")
+        body = body[:start] + text.rstrip("\n") + "\n\n" + (body[nxt + 1:] if nxt >= 0 else "")
     else:
         at = body.find(INSERT_BEFORE)
         body = body[:at] + text + "\n" + body[at:] if at >= 0 else body.rstrip("\n") + "\n\n" + text
