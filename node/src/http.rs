@@ -39,6 +39,9 @@ pub struct AppState {
     pub stages: Arc<schema::observe::RequestStages>,
     pub cluster_secret: Arc<str>,
     pub limiter: Arc<RateLimiter>,
+    /// Turns true when the node starts draining. axum's graceful shutdown does not track
+    /// upgraded connections, so subscriber sockets watch this to close themselves.
+    pub draining: tokio::sync::watch::Receiver<bool>,
 }
 
 /// The router of every route.
@@ -144,13 +147,21 @@ async fn graphql_ws(State(state): State<AppState>, upgrade: WebSocketUpgrade, he
     upgrade
         .read_buffer_size(WS_READ_BUFFER_BYTES)
         .protocols(async_graphql::http::ALL_WEBSOCKET_PROTOCOLS)
-        .on_upgrade(move |socket| serve_socket(socket, state.schema.clone(), protocol, header_token))
+        .on_upgrade(move |socket| serve_socket(socket, state.schema.clone(), protocol, header_token, state.draining))
 }
 
-/// async-graphql-axum's `GraphQLWebSocket::serve`, with one change: each outgoing message must
-/// be accepted within `WS_SEND_TIMEOUT_MS`, or the socket is closed. Its own loop awaits a send
+/// async-graphql-axum's `GraphQLWebSocket::serve`, with two changes. Each outgoing message must
+/// be accepted within `WS_SEND_TIMEOUT_MS`, or the socket is closed: its own loop awaits a send
 /// forever, so a client that stops reading would hold its connection (and task) indefinitely.
-async fn serve_socket(socket: WebSocket, schema: AppSchema, protocol: WebSocketProtocols, header_token: BearerToken) {
+/// And when the node starts draining, the socket is closed with 1001 (going away), so clients
+/// resume their subscriptions on another node at once instead of waiting on a silent socket.
+async fn serve_socket(
+    socket: WebSocket,
+    schema: AppSchema,
+    protocol: WebSocketProtocols,
+    header_token: BearerToken,
+    mut draining: tokio::sync::watch::Receiver<bool>,
+) {
     let (mut sink, stream) = socket.split();
     let input = stream.take_while(|res| futures::future::ready(res.is_ok())).filter_map(|msg| {
         futures::future::ready(match msg {
@@ -175,7 +186,17 @@ async fn serve_socket(socket: WebSocket, schema: AppSchema, protocol: WebSocketP
     );
     futures::pin_mut!(output);
     let timeout = std::time::Duration::from_millis(WS_SEND_TIMEOUT_MS);
-    while let Some(item) = output.next().await {
+    loop {
+        let item = tokio::select! {
+            item = output.next() => item,
+            // The watch guard is dropped inside: it must not live across the select.
+            _ = async { drop(draining.wait_for(|d| *d).await) } => {
+                let close = CloseFrame { code: 1001, reason: "node shutting down: resume on another node".into() };
+                let _ = tokio::time::timeout(timeout, sink.send(Message::Close(Some(close)))).await;
+                return;
+            }
+        };
+        let Some(item) = item else { return };
         let msg = match item {
             WsMessage::Text(text) => Message::Text(text.into()),
             WsMessage::Close(code, reason) => Message::Close(Some(CloseFrame { code, reason: reason.into() })),

@@ -150,6 +150,7 @@ where
         ..Default::default()
     };
     let schema = schema::build(store.clone(), jwt_secret.as_bytes(), schema_config).map_err(anyhow::Error::msg)?;
+    let (drain_tx, drain_rx) = tokio::sync::watch::channel(false);
     let state = http::AppState {
         schema,
         store: store.clone(),
@@ -157,6 +158,7 @@ where
         stages,
         cluster_secret: cluster_secret.into(),
         limiter: Arc::new(http::RateLimiter::new(config.rate_limit_per_sec)),
+        draining: drain_rx,
     };
 
     // Forming the cluster runs beside the server: peers must reach our /raft/ routes meanwhile.
@@ -185,7 +187,11 @@ where
     // `tap_io` is a no-op here; it gives any listener whose address is a SocketAddr the
     // connect-info the rate limiter keys on.
     let served = axum::serve(listener.tap_io(|_| {}), app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            // Subscriber sockets close themselves (1001) on this; the server drains the rest.
+            let _ = drain_tx.send(true);
+        })
         .await;
     membership.abort();
     tracing::info!("drained; stopping raft");

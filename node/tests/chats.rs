@@ -80,7 +80,7 @@ async fn all_messages(c: &Gql, i: usize, chat: &str, token: &str) -> Vec<String>
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn chat_messages_reach_every_node_in_order_and_resume_without_gap_or_repeat() {
-    let cluster = Cluster::start(3, &[]);
+    let mut cluster = Cluster::start(3, &[]);
     cluster.wait_ready(Duration::from_secs(30)).await;
     let c = cluster.client();
     let (_, reader) = register(&c, "reader").await;
@@ -133,4 +133,15 @@ async fn chat_messages_reach_every_node_in_order_and_resume_without_gap_or_repea
     assert_eq!(all.len(), BURST_MESSAGES + MISSED_MESSAGES);
     assert_eq!(missed.iter().map(|(_, id)| id.clone()).collect::<Vec<_>>(), all[BURST_MESSAGES..], "no gap");
     assert!(resumed.next(Duration::from_millis(500)).await.is_none(), "no repeat after the 50");
+
+    // Phase 3: SIGTERM on node 3 while a subscriber is open there. axum's drain does not track
+    // upgraded sockets, so without the node closing them itself a subscriber would only learn
+    // of the exit from a reset (or, in-process, never). It gets a close frame with 1001 (going
+    // away), the cue to resume elsewhere, and the node still exits 0.
+    let mut leaving =
+        Subscription::open(&cluster.nodes[2].addr, SUB, json!({"c": chat, "a": last_index}), Some(&reader)).await;
+    assert!(leaving.next(Duration::from_secs(10)).await.is_some(), "the subscription is live before SIGTERM");
+    let watcher = tokio::spawn(async move { leaving.close_code(Duration::from_secs(30)).await });
+    assert_eq!(cluster.terminate(2), Some(0), "graceful shutdown exits 0 with a subscriber open");
+    assert_eq!(watcher.await.expect("watcher"), Some(1001), "the subscriber was told the node is going away");
 }

@@ -85,7 +85,8 @@ pub struct Stages {
     pub apply: Histogram,
     /// The apply's redb commit alone.
     pub apply_commit: Histogram,
-    /// A LOCAL read of the state (a snapshot read; no Raft round).
+    /// Reading the applied state: one read transaction and the caller's reads in it (every
+    /// read; a LINEARIZABLE one after its `read_index` barrier). No Raft round.
     pub read_local: Histogram,
     /// A linearizable barrier: one shared read-index round, then waiting to apply up to it.
     pub read_index: Histogram,

@@ -315,4 +315,19 @@ impl Subscription {
             }
         }
     }
+
+    /// Reads until the server's close frame and returns its code; `None` if the socket ended
+    /// without one (a reset, EOF) or `timeout` passed.
+    pub async fn close_code(&mut self, timeout: Duration) -> Option<u16> {
+        use futures::StreamExt;
+        use tokio_tungstenite::tungstenite::Message;
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, self.ws.next()).await.ok()??.ok()? {
+                Message::Close(frame) => return frame.map(|f| u16::from(f.code)),
+                _ => continue,
+            }
+        }
+    }
 }
