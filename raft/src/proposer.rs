@@ -22,8 +22,15 @@ use crate::types::{Batch, Proposal};
 /// Most commands in one log entry. Bounds entry size (and so replication message size).
 pub const PROPOSAL_BATCH_MAX: usize = 512;
 /// Batches proposed but not yet applied. More overlaps replication with the next append; fewer
-/// makes batches larger.
-pub const PROPOSAL_BATCHES_IN_FLIGHT_MAX: usize = 4;
+/// makes batches larger, and every entry costs a redb write transaction on each node, an
+/// append RPC per follower and an apply run, so on CPU-bound nodes fewer is faster.
+///
+/// Measured (docs/BENCHMARKS.md, "Second: fewer pipeline slots"), claims at 64 clients:
+/// one node 7,704/s with 4, 9,489/s with 2, 11,091/s with 1; three nodes 4,406 / 4,824 / 5,117;
+/// latency at 8 clients the same for all three. 2 rather than 1: on a real network a second
+/// slot lets a batch start while the previous one is still replicating, which loopback cannot
+/// show, and it keeps most of the gain.
+pub const PROPOSAL_BATCHES_IN_FLIGHT_MAX: usize = 2;
 /// Commands waiting for a batch. Past this, `propose` waits for room (backpressure).
 pub const PROPOSALS_QUEUED_MAX: usize = 16_384;
 
