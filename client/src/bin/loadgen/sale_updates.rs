@@ -17,7 +17,6 @@
 //! with the same key after the run (the server returns the first order, or buys now); their
 //! updates are delivered and checked, but give no delay, since their send time is uncertain.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,16 +24,16 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use client::{ops, Client, ClientError, CreateProductInput, CreateSaleInput, Order};
 use futures::stream::{self, StreamExt};
-use hdrhistogram::Histogram;
 use serde_json::json;
 use tokio::sync::watch;
 
 use super::purchase::{check_sale_on_every_node, register_or_login, sign_in_admin, PRODUCT_PRICE_CENTS, REFUSAL_CODES};
 use super::subscribers::{
-    await_live, drain, histogram, micros, open_all, paced_sends, read_frames, send_progress, window, RunSpec,
-    SendCounters, SendTally, SubscribersArgs, SubscribersReport, Ws, DRAIN_TIMEOUT_SECS, LIVE_TIMEOUT_SECS,
+    await_live, drain, micros, open_all, paced_sends, read_frames, send_progress, window, Deliveries, ReportShape,
+    RunSpec, SendCounters, SendTally, SubscribersArgs, SubscribersReport, Topic, Ws, DRAIN_TIMEOUT_SECS,
+    LIVE_TIMEOUT_SECS,
 };
-use super::{summarize, NAME_PREFIX};
+use super::NAME_PREFIX;
 
 const SALE_SUBSCRIPTION: &str = "subscription($s:ID!){ saleUpdates(saleId:$s){ index sold stock status } }";
 
@@ -294,77 +293,43 @@ pub(super) async fn run(
     let (attribution, problem) = attribute(acked, committed, still_unknown);
     problems.extend(problem);
 
-    let mut delay: Histogram<u64> = histogram();
-    let (mut delivered, mut measured, mut out_of_order, mut sockets_failed) = (0u64, 0u64, 0u64, 0u64);
-    let mut failures = BTreeMap::new();
-    let mut last = measure_from;
+    let mut got = Deliveries::new(measure_from);
     let mut late_baselines = 0u64;
     for r in readers {
         let s = r.await.context("reader task")?;
-        out_of_order += s.out_of_order;
-        if let Some(f) = s.failure {
-            sockets_failed += 1;
-            *failures.entry(f).or_default() += 1;
-        }
+        got.out_of_order += s.out_of_order;
+        got.socket_failed(s.failure);
         // Every socket subscribed before the first purchase, so each must start from 0 sold.
         late_baselines += u64::from(s.baseline.unwrap_or(0) != 0);
         for (k, &us) in s.arrived_us.iter().enumerate().take(committed as usize) {
             if us == 0 {
                 continue;
             }
-            delivered += 1;
+            got.delivered += 1;
             if let Some(Attribution { sent, measured: true }) = attribution[k] {
                 let arrived = base + Duration::from_micros(u64::from(us));
-                delay.saturating_record(micros(arrived.saturating_duration_since(sent)));
-                measured += 1;
-                last = last.max(arrived);
+                got.delay.saturating_record(micros(arrived.saturating_duration_since(sent)));
+                got.measured += 1;
+                got.last = got.last.max(arrived);
             }
         }
     }
     if late_baselines > 0 {
         problems.push(format!("{late_baselines} sockets' first update showed units already sold"));
     }
-    let tally = SendTally::of(&sends, measure_from, end);
-    let elapsed_secs = (last - measure_from).as_secs_f64();
-    Ok(SubscribersReport {
-        scenario: "subscribers",
-        topic: "sale",
-        nodes: spec.nodes.to_vec(),
-        subscribers: args.subscribers,
-        sockets_per_node: per_node,
-        rate_per_sec: args.rate,
-        duration_secs: spec.duration_secs,
-        warmup_secs: spec.warmup_secs,
-        seed: spec.seed,
-        params: json!({
-            "run_id": spec.run_id,
-            "product_id": product.id,
-            "sale_id": sale_id,
-            "stock": args.stock,
-            "stock_after": after.stock,
-            "status_after": after.status,
-            "unknown_outcomes": unknown.len(),
-            "settled_after_run": unknown.len() as u64 - still_unknown,
-        }),
-        sent: tally.acknowledged,
-        committed,
-        send_errors: tally.errors,
-        sends_scheduled: sends.scheduled,
-        sends_late: sends.late,
-        sends_dropped: sends.dropped,
-        send_rate_achieved_per_sec: tally.measured_rate,
-        send_latency_ms: summarize(&tally.latency_us),
-        deliveries_expected: expected,
-        delivered,
-        measured_deliveries: measured,
-        out_of_order,
-        sockets_failed,
-        failures,
-        elapsed_secs,
-        delivered_per_sec: if elapsed_secs > 0.0 { measured as f64 / elapsed_secs } else { 0.0 },
-        delay_ms: summarize(&delay),
-        problems,
-    })
+    let shape = ReportShape { topic: Topic::Sale, spec, args, sockets_per_node: per_node };
+    let params = json!({
+        "run_id": spec.run_id,
+        "product_id": product.id,
+        "sale_id": sale_id,
+        "stock": args.stock,
+        "stock_after": after.stock,
+        "status_after": after.status,
+        "unknown_outcomes": unknown.len(),
+        "settled_after_run": unknown.len() as u64 - still_unknown,
+    });
+    let sent = SendTally::of(&sends, measure_from, end);
+    Ok(SubscribersReport::assemble(shape, params, sent, committed, expected, got, problems))
 }
 
 #[cfg(test)]

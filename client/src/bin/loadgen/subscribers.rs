@@ -627,58 +627,121 @@ async fn run_chat(client: &Client, args: &SubscribersArgs, spec: &RunSpec<'_>) -
     drain(&delivered_total, expected).await;
     stop_tx.send_replace(true);
 
-    let mut delay = histogram();
-    let (mut delivered, mut measured, mut out_of_order, mut sockets_failed) = (0, 0, 0, 0);
-    let mut failures = BTreeMap::new();
-    let mut last = measure_from;
+    let mut got = Deliveries::new(measure_from);
     for r in readers {
         let s = r.await.context("reader task")?;
-        delay.add(&s.delay_us).context("merging histograms")?;
-        delivered += s.delivered;
-        measured += s.measured;
-        out_of_order += s.out_of_order;
-        last = last.max(s.last_measured.unwrap_or(measure_from));
-        if let Some(f) = s.failure {
-            sockets_failed += 1;
-            *failures.entry(f).or_default() += 1;
+        got.delay.add(&s.delay_us).context("merging histograms")?;
+        got.delivered += s.delivered;
+        got.measured += s.measured;
+        got.out_of_order += s.out_of_order;
+        got.last = got.last.max(s.last_measured.unwrap_or(measure_from));
+        got.socket_failed(s.failure);
+    }
+    let shape = ReportShape { topic: Topic::Chat, spec, args, sockets_per_node: per_node };
+    let params = json!({ "run_id": spec.run_id, "chat_id": chat });
+    let sent = SendTally::of(&sends, measure_from, end);
+    Ok(SubscribersReport::assemble(shape, params, sent, committed, expected, got, Vec::new()))
+}
+
+/// What the sockets received, summed over them.
+pub(super) struct Deliveries {
+    /// Send-to-delivery delay of the measured deliveries, in microseconds.
+    pub delay: Histogram<u64>,
+    pub delivered: u64,
+    pub measured: u64,
+    pub out_of_order: u64,
+    pub sockets_failed: u64,
+    pub failures: BTreeMap<String, u64>,
+    /// The start of the measured window.
+    pub from: Instant,
+    /// The last measured delivery (the window's start if none).
+    pub last: Instant,
+}
+
+impl Deliveries {
+    pub fn new(measure_from: Instant) -> Self {
+        Self {
+            delay: histogram(),
+            delivered: 0,
+            measured: 0,
+            out_of_order: 0,
+            sockets_failed: 0,
+            failures: BTreeMap::new(),
+            from: measure_from,
+            last: measure_from,
         }
     }
-    let tally = SendTally::of(&sends, measure_from, end);
-    let elapsed_secs = (last - measure_from).as_secs_f64();
-    Ok(SubscribersReport {
-        scenario: "subscribers",
-        topic: Topic::Chat.label(),
-        nodes: spec.nodes.to_vec(),
-        subscribers: args.subscribers,
-        sockets_per_node: per_node,
-        rate_per_sec: args.rate,
-        duration_secs: spec.duration_secs,
-        warmup_secs: spec.warmup_secs,
-        seed: spec.seed,
-        params: json!({ "run_id": spec.run_id, "chat_id": chat }),
-        sent: tally.acknowledged,
-        committed,
-        send_errors: tally.errors,
-        sends_scheduled: sends.scheduled,
-        sends_late: sends.late,
-        sends_dropped: sends.dropped,
-        send_rate_achieved_per_sec: tally.measured_rate,
-        send_latency_ms: summarize(&tally.latency_us),
-        deliveries_expected: expected,
-        delivered,
-        measured_deliveries: measured,
-        out_of_order,
-        sockets_failed,
-        failures,
-        elapsed_secs,
-        delivered_per_sec: if elapsed_secs > 0.0 { measured as f64 / elapsed_secs } else { 0.0 },
-        delay_ms: summarize(&delay),
-        problems: Vec::new(),
-    })
+
+    /// Counts a socket that ended with `failure`, if it did.
+    pub fn socket_failed(&mut self, failure: Option<String>) {
+        if let Some(f) = failure {
+            self.sockets_failed += 1;
+            *self.failures.entry(f).or_default() += 1;
+        }
+    }
+}
+
+/// What every report of the scenario states about the run itself, whatever the topic.
+pub(super) struct ReportShape<'a> {
+    pub topic: Topic,
+    pub spec: &'a RunSpec<'a>,
+    pub args: &'a SubscribersArgs,
+    pub sockets_per_node: Vec<u64>,
+}
+
+impl SubscribersReport {
+    /// The report of a run: its shape, the topic's own `params`, the sends, how many updates
+    /// were committed and expected in all, what the sockets received, and any `problems`.
+    pub fn assemble(
+        shape: ReportShape<'_>,
+        params: Value,
+        sent: SendTally,
+        committed: u64,
+        expected: u64,
+        got: Deliveries,
+        problems: Vec<String>,
+    ) -> Self {
+        let ReportShape { topic, spec, args, sockets_per_node } = shape;
+        let elapsed_secs = got.last.saturating_duration_since(got.from).as_secs_f64();
+        Self {
+            scenario: "subscribers",
+            topic: topic.label(),
+            nodes: spec.nodes.to_vec(),
+            subscribers: args.subscribers,
+            sockets_per_node,
+            rate_per_sec: args.rate,
+            duration_secs: spec.duration_secs,
+            warmup_secs: spec.warmup_secs,
+            seed: spec.seed,
+            params,
+            sent: sent.acknowledged,
+            committed,
+            send_errors: sent.errors,
+            sends_scheduled: sent.scheduled,
+            sends_late: sent.late,
+            sends_dropped: sent.dropped,
+            send_rate_achieved_per_sec: sent.measured_rate,
+            send_latency_ms: summarize(&sent.latency_us),
+            deliveries_expected: expected,
+            delivered: got.delivered,
+            measured_deliveries: got.measured,
+            out_of_order: got.out_of_order,
+            sockets_failed: got.sockets_failed,
+            failures: got.failures,
+            elapsed_secs,
+            delivered_per_sec: if elapsed_secs > 0.0 { got.measured as f64 / elapsed_secs } else { 0.0 },
+            delay_ms: summarize(&got.delay),
+            problems,
+        }
+    }
 }
 
 /// The sender's figures for the report.
 pub(super) struct SendTally {
+    /// Sends the schedule called for, late, and dropped (see [`SubscribersReport`]).
+    pub scheduled: u64,
+    pub late: u64,
+    pub dropped: u64,
     pub acknowledged: u64,
     pub errors: BTreeMap<String, u64>,
     /// Answer times of the sends in the measured window.
@@ -689,7 +752,15 @@ pub(super) struct SendTally {
 
 impl SendTally {
     pub fn of<T>(sends: &Sends<T>, measure_from: Instant, end: Instant) -> Self {
-        let mut tally = Self { acknowledged: 0, errors: BTreeMap::new(), latency_us: histogram(), measured_rate: 0.0 };
+        let mut tally = Self {
+            scheduled: sends.scheduled,
+            late: sends.late,
+            dropped: sends.dropped,
+            acknowledged: 0,
+            errors: BTreeMap::new(),
+            latency_us: histogram(),
+            measured_rate: 0.0,
+        };
         let mut measured = 0u64;
         for o in &sends.outcomes {
             match &o.result {
