@@ -168,6 +168,18 @@ struct RawResponse {
     data: Option<Value>,
     #[serde(default)]
     errors: Option<Vec<RawError>>,
+    #[serde(default)]
+    extensions: Option<Value>,
+}
+
+/// The highest log index a response says it reflects: its `extensions.appliedIndex` (the state it
+/// was read from) or `extensions.writeIndex` (the entry its mutation committed in), whichever is
+/// larger. A session keeps the largest it has seen and sends it as `atLeastIndex`.
+fn response_index(extensions: Option<&Value>) -> Option<u64> {
+    let ext = extensions?;
+    let applied = ext.get("appliedIndex").and_then(Value::as_u64);
+    let write = ext.get("writeIndex").and_then(Value::as_u64);
+    applied.max(write)
 }
 
 /// One entry of a GraphQL response's `errors` list.
@@ -208,7 +220,15 @@ pub(crate) fn from_error_parts(message: String, extensions: Option<&Value>) -> C
 /// returned, since a single operation fails for one reason the caller can act on. A success
 /// status without `data` or `errors` breaks the contract and is a [`ClientError::Decode`].
 pub fn parse_response(status: u16, body: &[u8]) -> Result<Value, ClientError> {
-    match serde_json::from_slice::<RawResponse>(body) {
+    parse_response_indexed(status, body).0
+}
+
+/// [`parse_response`], and the highest log index the response reflects (see the session in
+/// [`crate::Client`]), which errors carry too: a rejected mutation still committed.
+pub fn parse_response_indexed(status: u16, body: &[u8]) -> (Result<Value, ClientError>, Option<u64>) {
+    let raw = serde_json::from_slice::<RawResponse>(body);
+    let index = raw.as_ref().ok().and_then(|r| response_index(r.extensions.as_ref()));
+    let result = match raw {
         Ok(RawResponse { errors: Some(errors), .. }) if !errors.is_empty() => {
             let first = errors.into_iter().next().expect("guarded non-empty");
             Err(first.into())
@@ -220,7 +240,8 @@ pub fn parse_response(status: u16, body: &[u8]) -> Result<Value, ClientError> {
         Ok(RawResponse { data: Some(data), .. }) if !data.is_null() => Ok(data),
         Ok(_) => Err(ClientError::Decode("response has neither data nor errors".to_owned())),
         Err(e) => Err(ClientError::Decode(format!("response is not JSON: {e}"))),
-    }
+    };
+    (result, index)
 }
 
 /// Cuts `s` to at most `max` characters on a character boundary.

@@ -20,6 +20,7 @@
 //! or when the next wait would end past [`RetryPolicy::max_elapsed_ms`], returning the last
 //! error; it never hangs beyond that plus one request timeout.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,7 +28,7 @@ use rand::Rng;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE};
 use serde_json::{json, Value};
 
-use crate::error::{parse_response, ClientError, Failure};
+use crate::error::{parse_response_indexed, ClientError, Failure};
 
 /// Whole-request timeout used by [`Client::new`]; generous because a linearizable operation may
 /// wait out a leader election.
@@ -130,6 +131,8 @@ pub struct Client {
     retry: bool,
     /// How the retrying paths retry.
     policy: RetryPolicy,
+    /// The session's high-water log index (see the module documentation); `None` when off.
+    session: Option<Arc<AtomicU64>>,
 }
 
 impl Client {
@@ -166,7 +169,43 @@ impl Client {
             bearer: None,
             retry: true,
             policy: RetryPolicy::default(),
+            session: Some(Arc::new(AtomicU64::new(0))),
         })
+    }
+
+    /// Returns a client that keeps a session (the default: see the module documentation) when
+    /// `on`, or sends no `atLeastIndex` and serves every read from wherever it lands when off.
+    pub fn with_session(mut self, on: bool) -> Self {
+        match (on, self.session.is_some()) {
+            (true, false) => self.session = Some(Arc::new(AtomicU64::new(0))),
+            (false, _) => self.session = None,
+            (true, true) => {}
+        }
+        self
+    }
+
+    /// A clone with its own session, starting from this one's index: what it sees no longer
+    /// moves this client's index, nor the other way round (one per independent user, say).
+    pub fn new_session(&self) -> Self {
+        let mut other = self.clone();
+        if other.session.is_some() {
+            other.session = Some(Arc::new(AtomicU64::new(self.session_index())));
+        }
+        other
+    }
+
+    /// The session's high-water index: the newest state this client has seen or written
+    /// (0 before any answer, or with the session off).
+    pub fn session_index(&self) -> u64 {
+        self.session.as_ref().map_or(0, |s| s.load(Ordering::Relaxed))
+    }
+
+    /// Raises the session's index to `index` (say, one saved by an earlier process, or seen by
+    /// another client the caller wants to read after). It never goes down.
+    pub fn observe_index(&self, index: u64) {
+        if let Some(s) = &self.session {
+            s.fetch_max(index, Ordering::Relaxed);
+        }
     }
 
     /// Returns a client whose typed helpers send `Authorization: Bearer <token>`.
@@ -221,8 +260,7 @@ impl Client {
         variables: Value,
         bearer: Option<&str>,
     ) -> Result<Value, ClientError> {
-        let body = request_body(query, variables)?;
-        self.send(node, body, bearer).await
+        self.send(node, query, &variables, bearer).await
     }
 
     /// Like [`Client::execute`], but retries per the client's [`RetryPolicy`] *treating the
@@ -252,14 +290,13 @@ impl Client {
         operation: &str,
         idempotency: Idempotency,
     ) -> Result<Value, ClientError> {
-        let body = request_body(query, variables)?;
         let started = Instant::now();
         let max_elapsed = Duration::from_millis(self.policy.max_elapsed_ms);
         let mut attempt = 0u32;
         // Bounded: every pass returns or counts an attempt, up to `max_attempts`.
         loop {
             let target = node.wrapping_add(attempt as usize);
-            let error = match self.send(target, body.clone(), bearer).await {
+            let error = match self.send(target, query, &variables, bearer).await {
                 Ok(data) => return Ok(data),
                 Err(e) => e,
             };
@@ -300,8 +337,16 @@ impl Client {
         }
     }
 
-    /// Posts an already serialized request body to one node.
-    async fn send(&self, node: usize, body: Vec<u8>, bearer: Option<&str>) -> Result<Value, ClientError> {
+    /// Posts one request to one node, with the session's index as `atLeastIndex`, and raises
+    /// the session's index to what the answer reflects.
+    async fn send(
+        &self,
+        node: usize,
+        query: &str,
+        variables: &Value,
+        bearer: Option<&str>,
+    ) -> Result<Value, ClientError> {
+        let body = request_body(query, variables, self.session_index())?;
         let url = &self.endpoints[node % self.endpoints.len()];
         let mut request = self.http.post(url).header(CONTENT_TYPE, "application/json").body(body);
         if let Some(token) = bearer {
@@ -310,15 +355,23 @@ impl Client {
         let response = request.send().await?;
         let status = response.status().as_u16();
         let bytes = response.bytes().await?;
-        parse_response(status, &bytes)
+        let (result, index) = parse_response_indexed(status, &bytes);
+        if let Some(index) = index {
+            self.observe_index(index);
+        }
+        result
     }
 }
 
-/// Serializes the `{"query", "variables"}` request object once, so that retries resend the same
-/// bytes instead of re-serializing the variables.
-fn request_body(query: &str, variables: Value) -> Result<Vec<u8>, ClientError> {
-    serde_json::to_vec(&json!({ "query": query, "variables": variables }))
-        .map_err(|e| ClientError::Decode(format!("cannot serialize request: {e}")))
+/// Serializes the `{"query", "variables", "extensions"}` request object, with `atLeastIndex`
+/// when the session has seen any state (a retry resends it with the index as it is then).
+fn request_body(query: &str, variables: &Value, at_least_index: u64) -> Result<Vec<u8>, ClientError> {
+    let body = if at_least_index > 0 {
+        json!({ "query": query, "variables": variables, "extensions": { "atLeastIndex": at_least_index } })
+    } else {
+        json!({ "query": query, "variables": variables })
+    };
+    serde_json::to_vec(&body).map_err(|e| ClientError::Decode(format!("cannot serialize request: {e}")))
 }
 
 /// Validates a node base URL and strips a trailing slash.

@@ -235,3 +235,54 @@ async fn sale_updates_resume_on_another_node_without_gap_or_duplicate() {
     let extra = tokio::time::timeout(Duration::from_millis(300), sub.recv()).await;
     assert!(extra.is_err(), "no update beyond the purchases: {extra:?}");
 }
+
+/// Reservations through each node in turn, LOCAL checks through the next.
+const SESSION_TRIALS: usize = 60;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_reads_its_own_writes_and_never_goes_back_on_any_node() {
+    let cluster = TestCluster::start(3);
+    cluster.wait_ready(READY_TIMEOUT).await;
+    let client = Client::new(cluster.urls()).expect("client");
+
+    // Phase 1: the typed client sends its session's index as atLeastIndex, so a LOCAL check
+    // through another node than the one that took the reservation still sees it, every time;
+    // and the index it keeps only grows.
+    let mut last = client.session_index();
+    for n in 0..SESSION_TRIALS {
+        let name = format!("sess{n}");
+        let writer = n % 3;
+        tokio::time::timeout(CALL_TIMEOUT, client.reserve_username(writer, &name, Some(600)))
+            .await
+            .expect("bounded")
+            .expect("reserve");
+        let after_write = client.session_index();
+        assert!(after_write > last, "the write's index raises the session's: {last} -> {after_write}");
+        let seen = client.username_availability(writer + 1, &name, Some(Consistency::Local)).await.expect("check");
+        assert_eq!(seen.status, "RESERVED", "{name}, reserved through node {writer}, read LOCAL through the next");
+        assert!(client.session_index() >= after_write, "reads never lower the session's index");
+        last = client.session_index();
+    }
+
+    // Phase 2: clones share the session; `new_session` starts where this one is and then goes
+    // its own way; with the session off nothing is sent or kept.
+    let clone = client.clone();
+    clone.observe_index(last + 1);
+    assert_eq!(client.session_index(), last + 1, "a clone shares the session");
+    let other = client.new_session();
+    assert_eq!(other.session_index(), last + 1);
+    other.observe_index(last + 1_000_000);
+    assert_eq!(client.session_index(), last + 1, "a new session moves on its own");
+    let off = Client::new(cluster.urls()).expect("client").with_session(false);
+    off.username_availability(0, "sess0", Some(Consistency::Local)).await.expect("check without a session");
+    assert_eq!(off.session_index(), 0);
+
+    // Phase 3: a session whose index no node has reached is refused with UNAVAILABLE on every
+    // node (after the bounded wait, then the bounded retries), not served from the past.
+    let ahead = other.with_retry_policy(RetryPolicy { max_attempts: 3, ..RetryPolicy::default() });
+    let refused = tokio::time::timeout(CALL_TIMEOUT, ahead.username_availability(0, "sess0", Some(Consistency::Local)))
+        .await
+        .expect("bounded")
+        .expect_err("no node has that index");
+    assert_eq!(refused.code(), "UNAVAILABLE", "{refused}");
+}

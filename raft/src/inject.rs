@@ -15,15 +15,18 @@ pub struct Inject {
     pub stale_read: bool,
     /// A purchase skips the stock rule at apply: sold-out sales keep selling.
     pub unchecked_stock: bool,
+    /// Session guarantees are dropped: a request's `atLeastIndex` is ignored and a write is
+    /// answered without waiting for this node to apply it.
+    pub stale_session: bool,
 }
 
 impl Inject {
     /// The names `FromStr` accepts.
-    pub const NAMES: [&'static str; 2] = ["stale-read", "unchecked-stock"];
+    pub const NAMES: [&'static str; 3] = ["stale-read", "unchecked-stock", "stale-session"];
 
     /// True when any bug is on.
     pub fn any(&self) -> bool {
-        self.stale_read || self.unchecked_stock
+        self.stale_read || self.unchecked_stock || self.stale_session
     }
 }
 
@@ -37,6 +40,7 @@ impl FromStr for Inject {
             match name {
                 "stale-read" => inject.stale_read = true,
                 "unchecked-stock" => inject.unchecked_stock = true,
+                "stale-session" => inject.stale_session = true,
                 other => return Err(format!("unknown bug {other:?}; known: {}", Inject::NAMES.join(", "))),
             }
         }
@@ -52,6 +56,9 @@ impl fmt::Display for Inject {
         }
         if self.unchecked_stock {
             names.push("unchecked-stock");
+        }
+        if self.stale_session {
+            names.push("stale-session");
         }
         f.write_str(&names.join(","))
     }

@@ -36,6 +36,7 @@ pub use log_store::LogStore;
 pub use stages::Stages;
 pub use state_machine::{ReadView, SmError, StateDigest, StateMachine};
 pub use store::{
-    ClusterStatus, Consistency, MemberStatus, Read, Store, StoreConfig, StoreError, StoreStats, RETRY_AFTER_MS,
+    ClusterStatus, Consistency, MemberStatus, Read, Store, StoreConfig, StoreError, StoreStats, Written,
+    APPLY_WAIT_AFTER_WRITE_MIN_MS, RETRY_AFTER_MS,
 };
 pub use types::{NodeId, TypeConfig};

@@ -15,9 +15,8 @@ use std::sync::{Arc, Weak};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::time::Instant;
 
-use crate::command::Response;
 use crate::store::{Inner, StoreError};
-use crate::types::{Batch, Proposal};
+use crate::types::{Batch, BatchResponse, Proposal};
 
 /// Most commands in one log entry. Bounds entry size (and so replication message size).
 pub const PROPOSAL_BATCH_MAX: usize = 512;
@@ -35,10 +34,11 @@ pub const PROPOSAL_BATCHES_IN_FLIGHT_MAX: usize = 2;
 pub const PROPOSALS_QUEUED_MAX: usize = 16_384;
 
 /// Proposals that must stay together (one caller's command, or a follower's forwarded batch)
-/// and where to send their responses, in the same order.
+/// and where to send their responses, in the same order, with the index of the entry that
+/// carried them.
 pub(crate) struct Pending {
     pub proposals: Vec<Proposal>,
-    pub reply: oneshot::Sender<Result<Vec<Response>, StoreError>>,
+    pub reply: oneshot::Sender<Result<BatchResponse, StoreError>>,
     /// When the caller gives up: set when it was queued, so time spent waiting for a pipeline
     /// slot counts against the same budget (without quorum, slots stay busy until their own
     /// deadlines; a write must still answer UNAVAILABLE within one budget, not two).
@@ -92,15 +92,19 @@ pub(crate) fn spawn(inner: Weak<Inner>, mut rx: mpsc::Receiver<Pending>) {
                 }
                 inner.metrics_batch(count);
                 match inner.submit_batch(Batch(proposals), deadline).await {
-                    Ok(resp) if resp.0.len() == count => {
-                        let mut responses = resp.0.into_iter();
+                    Ok(resp) if resp.responses.len() == count => {
+                        let index = resp.index;
+                        let mut responses = resp.responses.into_iter();
                         for (n, reply) in replies {
-                            let _ = reply.send(Ok(responses.by_ref().take(n).collect()));
+                            let _ = reply
+                                .send(Ok(BatchResponse { index, responses: responses.by_ref().take(n).collect() }));
                         }
                     }
                     Ok(resp) => {
-                        let e =
-                            StoreError::internal(format!("batch of {count} answered with {} responses", resp.0.len()));
+                        let e = StoreError::internal(format!(
+                            "batch of {count} answered with {} responses",
+                            resp.responses.len()
+                        ));
                         for (_, reply) in replies {
                             let _ = reply.send(Err(e.clone()));
                         }

@@ -90,11 +90,15 @@ pub struct Stages {
     pub read_local: Histogram,
     /// A linearizable barrier: one shared read-index round, then waiting to apply up to it.
     pub read_index: Histogram,
+    /// Waiting until this node has applied an index a client has already seen: its own write's
+    /// entry before the write is answered (near zero on the leader, which applied it before
+    /// `client_write` returned), or a request's `atLeastIndex`.
+    pub apply_wait: Histogram,
 }
 
 impl Stages {
     /// Every stage with its name, in a stable order.
-    pub fn all(&self) -> [(&'static str, &Histogram); 11] {
+    pub fn all(&self) -> [(&'static str, &Histogram); 12] {
         [
             ("propose", &self.propose),
             ("propose_queue", &self.propose_queue),
@@ -107,6 +111,7 @@ impl Stages {
             ("apply_commit", &self.apply_commit),
             ("read_local", &self.read_local),
             ("read_index", &self.read_index),
+            ("apply_wait", &self.apply_wait),
         ]
     }
 }

@@ -79,6 +79,26 @@ pub enum Consistency {
     Local,
 }
 
+/// The least time a node waits to apply its own committed write before it answers, however
+/// long the commit took: a follower is normally a few milliseconds behind the leader.
+pub const APPLY_WAIT_AFTER_WRITE_MIN_MS: u64 = 200;
+
+/// A write's answer: the response, the log index of the entry that carried it, and whether this
+/// node had applied that entry when it answered.
+#[derive(Debug, Clone)]
+pub struct Written {
+    /// The command's response, as applied (by the leader, for a write forwarded to it).
+    pub response: Response,
+    /// The log index of the entry that carried the command: a client that has seen this answer
+    /// passes it as `atLeastIndex` so that no node serves it a state older than its write.
+    pub index: u64,
+    /// This node's applied index when it answered: at least `index` when `caught_up`.
+    pub applied_index: u64,
+    /// False when this node had not applied the entry by the write's deadline (it is partitioned
+    /// or far behind): the write committed all the same, but reads here may not show it yet.
+    pub caught_up: bool,
+}
+
 /// A read's value and the log index it was read at.
 #[derive(Debug, Clone)]
 pub struct Read<T> {
@@ -312,19 +332,90 @@ impl Store {
     }
 
     /// Proposes `command`, stamped with this node's clock, and returns its response once it is
-    /// committed and applied. Concurrent calls share log entries.
+    /// committed and applied. Concurrent calls share log entries. See [`Store::write`] for the
+    /// entry's index and whether this node had applied it when the answer came.
     pub async fn propose(&self, command: Command) -> Result<Response, StoreError> {
-        self.propose_at(Proposal { at_ms: now_ms(), command }).await
+        self.write(command).await.map(|w| w.response)
     }
 
     /// Proposes a command with an explicit time stamp (tests use this to control time).
-    #[tracing::instrument(level = "debug", name = "propose", skip_all)]
     pub async fn propose_at(&self, proposal: Proposal) -> Result<Response, StoreError> {
+        self.write_at(proposal).await.map(|w| w.response)
+    }
+
+    /// Proposes `command`, stamped with this node's clock, and returns its response once it is
+    /// committed and applied by a quorum's leader *and by this node*: whatever a caller reads
+    /// from this node afterwards reflects the write (read-your-writes), whichever node led.
+    pub async fn write(&self, command: Command) -> Result<Written, StoreError> {
+        self.write_at(Proposal { at_ms: now_ms(), command }).await
+    }
+
+    /// [`Store::write`] with an explicit time stamp.
+    ///
+    /// The response comes from whoever applied the entry first (the leader, for a forwarded
+    /// batch); this node then waits, within what is left of the write's deadline (at least
+    /// [`APPLY_WAIT_AFTER_WRITE_MIN_MS`]), until its own state has applied the entry. If it cannot
+    /// catch up in time the write has still committed: the answer says so with
+    /// [`Written::caught_up`] false rather than with an error a client would take as safe to
+    /// retry.
+    #[tracing::instrument(level = "debug", name = "propose", skip_all)]
+    pub async fn write_at(&self, proposal: Proposal) -> Result<Written, StoreError> {
         let started = std::time::Instant::now();
-        let result = self.inner.enqueue(vec![proposal]).await;
+        let deadline = Instant::now() + Duration::from_millis(self.inner.config.propose_timeout_ms);
+        let result = self.inner.enqueue(vec![proposal], deadline).await;
         self.inner.stats.stages.propose.since(started);
-        let mut responses = result?;
-        responses.pop().ok_or_else(|| StoreError::internal("no response for a proposal"))
+        let BatchResponse { index, mut responses } = result?;
+        let response = responses.pop().ok_or_else(|| StoreError::internal("no response for a proposal"))?;
+        let waited = std::time::Instant::now();
+        let deadline = deadline.max(Instant::now() + Duration::from_millis(APPLY_WAIT_AFTER_WRITE_MIN_MS));
+        let caught_up =
+            self.inner.config.inject.stale_session || self.wait_applied_until(index, deadline).await.is_ok();
+        self.inner.stats.stages.apply_wait.since(waited);
+        let applied_index = *self.inner.sm.applied_index().borrow();
+        if !caught_up {
+            tracing::warn!(index, applied_index, "write committed, but this node had not applied it by the deadline");
+        }
+        Ok(Written { response, index, applied_index, caught_up })
+    }
+
+    /// Waits until this node has applied at least `index`, for at most the read timeout: a request that
+    /// carries a client's high-water index (`atLeastIndex`) is served only once this node has
+    /// caught up to it, so a client never reads a state older than one it has already seen.
+    /// Returns the applied index; UNAVAILABLE with a retry hint when this node does not get
+    /// there in time (it is partitioned or far behind: another node may serve).
+    pub async fn wait_applied(&self, index: u64) -> Result<u64, StoreError> {
+        if let Some(applied) = self.applied_at_least(index) {
+            return Ok(applied);
+        }
+        if self.inner.config.inject.stale_session {
+            return Ok(*self.inner.sm.applied_index().borrow());
+        }
+        let started = std::time::Instant::now();
+        let timeout = Duration::from_millis(self.inner.config.read_timeout_ms);
+        let result = self.wait_applied_until(index, Instant::now() + timeout).await;
+        self.inner.stats.stages.apply_wait.since(started);
+        result
+    }
+
+    /// The applied index if it has reached `index` already (the common case, without a timer).
+    fn applied_at_least(&self, index: u64) -> Option<u64> {
+        let applied = *self.inner.sm.applied_index().borrow();
+        (applied >= index).then_some(applied)
+    }
+
+    async fn wait_applied_until(&self, index: u64, deadline: Instant) -> Result<u64, StoreError> {
+        let mut applied = self.inner.sm.applied_index();
+        let reached = match tokio::time::timeout_at(deadline, applied.wait_for(|a| *a >= index)).await {
+            Ok(Ok(a)) => Some(*a),
+            Ok(Err(_)) => return Err(StoreError::unavailable("store is shutting down")),
+            Err(_) => None,
+        };
+        reached.ok_or_else(|| {
+            StoreError::unavailable(format!(
+                "this node has applied up to index {}, not yet {index}; retry, or ask another node",
+                *applied.borrow()
+            ))
+        })
     }
 
     /// Reads with `f` from the applied state, at the given consistency.
@@ -354,11 +445,7 @@ impl Store {
         let index = tokio::time::timeout(deadline, rounds.read_index()).await.map_err(|_| {
             StoreError::unavailable("could not confirm the leader's commit index in time (no quorum?)")
         })??;
-        let mut applied = self.inner.sm.applied_index();
-        tokio::time::timeout(deadline, applied.wait_for(|a| *a >= index))
-            .await
-            .map_err(|_| StoreError::unavailable(format!("this node has not applied up to index {index} in time")))?
-            .map_err(|_| StoreError::unavailable("store is shutting down"))?;
+        self.wait_applied_until(index, Instant::now() + deadline).await?;
         Ok(index)
     }
 
@@ -619,10 +706,9 @@ impl Inner {
         }
     }
 
-    /// Queues proposals for the batcher and waits for their responses.
-    async fn enqueue(&self, proposals: Vec<Proposal>) -> Result<Vec<Response>, StoreError> {
+    /// Queues proposals for the batcher and waits for their responses, giving up at `deadline`.
+    async fn enqueue(&self, proposals: Vec<Proposal>, deadline: Instant) -> Result<BatchResponse, StoreError> {
         let (reply, rx) = oneshot::channel();
-        let deadline = Instant::now() + Duration::from_millis(self.config.propose_timeout_ms);
         let pending = Pending { proposals, reply, deadline, queued: std::time::Instant::now() };
         match tokio::time::timeout_at(deadline, self.proposer.send(pending)).await {
             Ok(Ok(())) => {}
@@ -643,8 +729,9 @@ impl Inner {
         if self.quorum_is_stale(&m) {
             return Err(ForwardError::unavailable(format!("leader {} has lost touch with a quorum", self.config.id)));
         }
-        match self.enqueue(batch.0).await {
-            Ok(responses) => Ok(BatchResponse(responses)),
+        let deadline = Instant::now() + Duration::from_millis(self.config.propose_timeout_ms);
+        match self.enqueue(batch.0, deadline).await {
+            Ok(responses) => Ok(responses),
             Err(StoreError::Unavailable { message, outcome_unknown, .. }) => {
                 Err(ForwardError::Unavailable { message, outcome_unknown })
             }

@@ -40,10 +40,18 @@ pub struct Proposal {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct Batch(pub Vec<Proposal>);
 
-/// One response per proposal of a [`Batch`], in the same order. Blank and membership entries
-/// answer with an empty list.
+/// One response per proposal of a [`Batch`], in the same order, and the log index of the entry
+/// that carried them. Blank and membership entries answer with an empty list.
+///
+/// The index travels back with a forwarded batch, so the follower that took the client's request
+/// can wait until it has applied that entry itself before it answers (read-your-writes).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
-pub struct BatchResponse(pub Vec<Response>);
+pub struct BatchResponse {
+    /// The log index of the entry these responses were applied from.
+    pub index: u64,
+    /// One response per proposal, in order.
+    pub responses: Vec<Response>,
+}
 
 /// Shorthands for openraft's generic types instantiated with [`TypeConfig`].
 pub type Raft = openraft::Raft<TypeConfig>;

@@ -254,7 +254,7 @@ impl AccountMutation {
             email: input.email,
             reservation_token: input.reservation_token,
         };
-        let user = expect_user(api.store.propose(cmd).await.map_err(store)?)?;
+        let user = expect_user(crate::applied::propose(ctx, cmd).await?)?;
         let token = api.auth.issue(&user)?;
         Ok(AuthPayload { token, user: UserObject { user, show_private: true } })
     }
@@ -307,18 +307,16 @@ impl AccountMutation {
             reservation_token,
             cooldown_ms: api.config.username_cooldown_secs.saturating_mul(1000),
         };
-        let user = expect_user(api.store.propose(cmd).await.map_err(store)?)?;
+        let user = expect_user(crate::applied::propose(ctx, cmd).await?)?;
         Ok(UserObject { user, show_private: true })
     }
 
     /// Changes the viewer's own profile. Each field is checked (INVALID_INPUT names the field).
     async fn update_profile(&self, ctx: &Context<'_>, input: UpdateProfileInput) -> Result<UserObject, Error> {
-        let api = ctx.data::<ApiContext>()?;
         let me = viewer(ctx).await?;
         let change = ProfileChange { display_name: input.display_name, bio: input.bio, avatar_url: input.avatar_url };
         check_profile(&change).map_err(|(field, m)| invalid(field, m))?;
-        let user =
-            expect_user(api.store.propose(Command::UpdateProfile { user_id: me.id, change }).await.map_err(store)?)?;
+        let user = expect_user(crate::applied::propose(ctx, Command::UpdateProfile { user_id: me.id, change }).await?)?;
         Ok(UserObject { user, show_private: true })
     }
 
@@ -330,7 +328,7 @@ impl AccountMutation {
             user_id: me.id,
             cooldown_ms: api.config.username_cooldown_secs.saturating_mul(1000),
         };
-        match api.store.propose(cmd).await.map_err(store)? {
+        match crate::applied::propose(ctx, cmd).await? {
             Response::Deleted { .. } => Ok(true),
             Response::Rejected(e) => Err(domain(e)),
             other => Err(api_error(code::INTERNAL, format!("unexpected response {other:?}"))),

@@ -245,8 +245,7 @@ impl ChatQuery {
 pub struct ChatMutation;
 
 async fn propose_chat(ctx: &Context<'_>, cmd: Command) -> Result<ChatObject, Error> {
-    let api = ctx.data::<ApiContext>()?;
-    expect_chat(api.store.propose(cmd).await.map_err(store)?)
+    expect_chat(crate::applied::propose(ctx, cmd).await?)
 }
 
 #[Object]
@@ -300,9 +299,8 @@ impl ChatMutation {
         let chat_id = parse_id("chatId", &chat_id)?;
         check_body(&body).map_err(|m| invalid("body", m))?;
         check_client_message_id(&client_message_id).map_err(|m| invalid("clientMessageId", m))?;
-        let api = ctx.data::<ApiContext>()?;
         let cmd = Command::SendMessage { sender_id: me.id, chat_id, body, client_message_id };
-        match api.store.propose(cmd).await.map_err(store)? {
+        match crate::applied::propose(ctx, cmd).await? {
             Response::Message(m) => Ok(MessageObject(m)),
             Response::Rejected(e) => Err(domain(e)),
             other => Err(api_error(code::INTERNAL, format!("unexpected response {other:?}"))),

@@ -370,14 +370,13 @@ impl SaleMutation {
         }
         let price_cents = u64::try_from(input.price_cents)
             .map_err(|_| invalid("priceCents", format!("must be >= 0, got {}", input.price_cents)))?;
-        let api = ctx.data::<ApiContext>()?;
         let cmd = Command::CreateProduct {
             actor: me.id,
             name: input.name.trim().to_string(),
             description: input.description,
             price_cents,
         };
-        match api.store.propose(cmd).await.map_err(store)? {
+        match crate::applied::propose(ctx, cmd).await? {
             Response::Product(p) => Ok(ProductObject(p)),
             Response::Rejected(e) => Err(domain(e)),
             other => Err(api_error(code::INTERNAL, format!("unexpected response {other:?}"))),
@@ -403,25 +402,22 @@ impl SaleMutation {
                 return Err(invalid("endsAt", "must be after startsAt"));
             }
         }
-        let api = ctx.data::<ApiContext>()?;
         let cmd = Command::CreateSale { actor: me.id, product_id, stock, starts_at_ms, ends_at_ms, per_user_limit };
-        expect_sale(api.store.propose(cmd).await.map_err(store)?)
+        expect_sale(crate::applied::propose(ctx, cmd).await?)
     }
 
     /// Opens a sale now (ADMIN).
     async fn start_sale(&self, ctx: &Context<'_>, sale_id: ID) -> Result<SaleObject, Error> {
         let me = admin(ctx).await?;
         let sale_id = parse_id("saleId", &sale_id)?;
-        let api = ctx.data::<ApiContext>()?;
-        expect_sale(api.store.propose(Command::StartSale { actor: me.id, sale_id }).await.map_err(store)?)
+        expect_sale(crate::applied::propose(ctx, Command::StartSale { actor: me.id, sale_id }).await?)
     }
 
     /// Closes a sale now (ADMIN).
     async fn end_sale(&self, ctx: &Context<'_>, sale_id: ID) -> Result<SaleObject, Error> {
         let me = admin(ctx).await?;
         let sale_id = parse_id("saleId", &sale_id)?;
-        let api = ctx.data::<ApiContext>()?;
-        expect_sale(api.store.propose(Command::EndSale { actor: me.id, sale_id }).await.map_err(store)?)
+        expect_sale(crate::applied::propose(ctx, Command::EndSale { actor: me.id, sale_id }).await?)
     }
 
     /// Buys `quantity` units, all or nothing. The same `idempotencyKey` from the same buyer
@@ -441,9 +437,8 @@ impl SaleMutation {
         if idempotency_key.is_empty() || idempotency_key.len() > IDEMPOTENCY_KEY_BYTES_MAX {
             return Err(invalid("idempotencyKey", format!("must be 1 to {IDEMPOTENCY_KEY_BYTES_MAX} bytes")));
         }
-        let api = ctx.data::<ApiContext>()?;
         let cmd = Command::Purchase { user_id: me.id, sale_id, quantity: quantity as u64, idempotency_key };
-        match api.store.propose(cmd).await.map_err(store)? {
+        match crate::applied::propose(ctx, cmd).await? {
             Response::Order(o) => Ok(OrderObject(o)),
             Response::Rejected(e) => Err(domain(e)),
             other => Err(api_error(code::INTERNAL, format!("unexpected response {other:?}"))),

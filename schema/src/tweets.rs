@@ -283,8 +283,7 @@ impl TweetQuery {
 pub struct TweetMutation;
 
 async fn propose_follow(ctx: &Context<'_>, cmd: Command) -> Result<Option<UserObject>, Error> {
-    let api = ctx.data::<ApiContext>()?;
-    match api.store.propose(cmd).await.map_err(store)? {
+    match crate::applied::propose(ctx, cmd).await? {
         Response::Followed { followee } => user_object(ctx, followee).await,
         Response::Rejected(e) => Err(domain(e)),
         other => Err(api_error(code::INTERNAL, format!("unexpected response {other:?}"))),
@@ -317,8 +316,7 @@ impl TweetMutation {
         let me = viewer(ctx).await?;
         check_tweet_body(&body).map_err(|m| invalid("body", m))?;
         let reply_to = reply_to.map(|r| parse_id("replyTo", &r)).transpose()?;
-        let api = ctx.data::<ApiContext>()?;
-        match api.store.propose(Command::PostTweet { author: me.id, body, reply_to }).await.map_err(store)? {
+        match crate::applied::propose(ctx, Command::PostTweet { author: me.id, body, reply_to }).await? {
             Response::Tweet(t) => Ok(TweetObject(t)),
             Response::Rejected(e) => Err(domain(e)),
             other => Err(api_error(code::INTERNAL, format!("unexpected response {other:?}"))),
@@ -329,8 +327,7 @@ impl TweetMutation {
     async fn delete_tweet(&self, ctx: &Context<'_>, id: ID) -> Result<bool, Error> {
         let me = viewer(ctx).await?;
         let tweet_id = parse_id("id", &id)?;
-        let api = ctx.data::<ApiContext>()?;
-        match api.store.propose(Command::DeleteTweet { actor: me.id, tweet_id }).await.map_err(store)? {
+        match crate::applied::propose(ctx, Command::DeleteTweet { actor: me.id, tweet_id }).await? {
             Response::TweetDeleted { .. } => Ok(true),
             Response::Rejected(e) => Err(domain(e)),
             other => Err(api_error(code::INTERNAL, format!("unexpected response {other:?}"))),

@@ -175,7 +175,6 @@ impl UsernameMutation {
         name: String,
         #[graphql(default = 300)] ttl_seconds: i32,
     ) -> Result<Reservation, Error> {
-        let api = ctx.data::<ApiContext>()?;
         if !(1..=RESERVATION_TTL_MAX_SECS).contains(&ttl_seconds) {
             return Err(invalid("ttlSeconds", format!("must be 1 to {RESERVATION_TTL_MAX_SECS}, got {ttl_seconds}")));
         }
@@ -183,7 +182,7 @@ impl UsernameMutation {
         let token = random_token();
         let cmd =
             Command::ReserveUsername { name: display.clone(), canonical, token, ttl_ms: i64::from(ttl_seconds) * 1000 };
-        match api.store.propose(cmd).await.map_err(store)? {
+        match crate::applied::propose(ctx, cmd).await? {
             Response::Reserved { token, expires_at_ms } => {
                 Ok(Reservation { name: display, token, expires_at: ms_to_datetime(expires_at_ms) })
             }

@@ -59,33 +59,73 @@ pub fn node_addr(id: u64) -> String {
     format!("n{id}:{PORT}")
 }
 
+/// The log indexes an answer carried in its `extensions`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Indexes {
+    /// `appliedIndex`: the state the answer was read from.
+    pub applied: Option<u64>,
+    /// `writeIndex`: the entry the mutation committed in.
+    pub write: Option<u64>,
+}
+
+impl Indexes {
+    /// The highest index the answer reflects (what a session keeps).
+    pub fn high(&self) -> Option<u64> {
+        self.applied.max(self.write)
+    }
+}
+
 /// POSTs `query` to `/graphql` on `addr`, with a bearer `token` if given.
 pub async fn request(addr: &str, query: &str, token: Option<&str>, timeout: Duration) -> Answer {
-    let body = serde_json::to_vec(&serde_json::json!({ "query": query })).unwrap_or_default();
+    request_at(addr, query, token, 0, timeout).await.0
+}
+
+/// [`request`] with `extensions.atLeastIndex` (when not 0), returning the indexes the answer
+/// carried too.
+pub async fn request_at(
+    addr: &str,
+    query: &str,
+    token: Option<&str>,
+    at_least: u64,
+    timeout: Duration,
+) -> (Answer, Indexes) {
+    let body = if at_least > 0 {
+        serde_json::json!({ "query": query, "extensions": { "atLeastIndex": at_least } })
+    } else {
+        serde_json::json!({ "query": query })
+    };
+    let body = serde_json::to_vec(&body).unwrap_or_default();
     let mut headers = Vec::new();
     if let Some(t) = token {
         headers.push(("authorization", format!("Bearer {t}")));
     }
     let (status, bytes) = match post(addr, "/graphql", &headers, body, timeout).await {
         Ok(x) => x,
-        Err(e) => return Answer::Net(e),
+        Err(e) => return (Answer::Net(e), Indexes::default()),
     };
     let Ok(value) = serde_json::from_slice::<Value>(&bytes) else {
-        return Answer::Error {
+        let answer = Answer::Error {
             code: format!("HTTP_{status}"),
             outcome_unknown: false,
             message: String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned(),
         };
+        return (answer, Indexes::default());
+    };
+    let ext = value.get("extensions");
+    let indexes = Indexes {
+        applied: ext.and_then(|x| x.get("appliedIndex")).and_then(Value::as_u64),
+        write: ext.and_then(|x| x.get("writeIndex")).and_then(Value::as_u64),
     };
     if let Some(err) = value.get("errors").and_then(|e| e.get(0)) {
         let ext = err.get("extensions");
-        return Answer::Error {
+        let answer = Answer::Error {
             code: ext.and_then(|x| x.get("code")).and_then(Value::as_str).unwrap_or("NO_CODE").to_string(),
             outcome_unknown: ext.and_then(|x| x.get("outcomeUnknown")).and_then(Value::as_bool).unwrap_or(false),
             message: err.get("message").and_then(Value::as_str).unwrap_or_default().to_string(),
         };
+        return (answer, indexes);
     }
-    Answer::Data(value.get("data").cloned().unwrap_or(Value::Null))
+    (Answer::Data(value.get("data").cloned().unwrap_or(Value::Null)), indexes)
 }
 
 /// Quotes `s` as a GraphQL string literal (JSON string syntax is valid GraphQL).

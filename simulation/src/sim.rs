@@ -22,7 +22,7 @@ use serde_json::Value;
 
 use crate::check::{self, NameModel, SaleModel, Verdict};
 use crate::faults::{self, Fault, Planned};
-use crate::gql::{lit, node_addr, request, Answer};
+use crate::gql::{lit, node_addr, request, request_at, Answer, Indexes};
 use crate::history::{sim_ms, History, Input, Key, Op, Output};
 use crate::net::{SimListener, SimTransport};
 
@@ -131,7 +131,8 @@ pub struct Outcome {
     pub ops: Vec<Op>,
     /// Operations whose outcome stayed unknown.
     pub unknown: usize,
-    /// LOCAL reads served (not checked for linearizability: they are allowed to be stale).
+    /// LOCAL reads served: not checked for linearizability (they may lag the leader), but each
+    /// is checked against its client's session (read-your-writes, monotonic reads).
     pub local_reads: usize,
     /// Simulated time the run took.
     pub sim: Duration,
@@ -221,6 +222,10 @@ struct Shared {
     events: Vec<String>,
     unknown_purchases: Vec<PendingPurchase>,
     local_reads: usize,
+    /// One per workload client: what its session has seen (see [`Session`]).
+    sessions: Vec<Session>,
+    /// What the session checks found, as they ran.
+    session_violations: Vec<Violation>,
     /// Acknowledged orders: (sale, order id) -> op id.
     acked_orders: BTreeMap<(u64, String), usize>,
     final_state: Option<FinalState>,
@@ -229,6 +234,30 @@ struct Shared {
 }
 
 type SharedRef = Rc<RefCell<Shared>>;
+
+/// A workload client's session, as the typed client keeps one: the highest log index any answer
+/// carried, sent as `atLeastIndex` on every request, and the names it has seen held, with the
+/// evidence. Names are never released in a run (reservations outlive it), so once a session has
+/// seen a name held, by its own claim or by any read, every later answer it gets must say so,
+/// from whichever node, LOCAL or not: read-your-writes and monotonic reads.
+#[derive(Debug, Default, Clone)]
+struct Session {
+    mark: u64,
+    held: BTreeMap<String, String>,
+}
+
+/// How a client operation's last attempt went, with the session's view of it.
+struct Attempted {
+    answer: Answer,
+    /// Whether any attempt may have taken effect.
+    uncertain: bool,
+    /// The nodes tried, for reports.
+    tried: String,
+    /// The `atLeastIndex` the last attempt sent.
+    floor: u64,
+    /// The indexes the last answer carried.
+    indexes: Indexes,
+}
 
 impl Shared {
     fn event(&mut self, text: String) {
@@ -305,6 +334,8 @@ fn run_in(cfg: &SimConfig, dir: &Path) -> anyhow::Result<(Outcome, Duration)> {
         events: Vec::new(),
         unknown_purchases: Vec::new(),
         local_reads: 0,
+        sessions: vec![Session::default(); cfg.clients],
+        session_violations: Vec::new(),
         acked_orders: BTreeMap::new(),
         final_state: None,
         now_ms: 0,
@@ -408,6 +439,7 @@ fn run_in(cfg: &SimConfig, dir: &Path) -> anyhow::Result<(Outcome, Duration)> {
 
     let s = shared.borrow();
     let mut violations = check_history(&s);
+    violations.extend(s.session_violations.iter().cloned());
     violations.extend(check_final(&s));
     violations.extend(check_digests(cfg, &node_dir));
     Ok((outcome_of(cfg, schedule, &s, violations), sim_time))
@@ -529,24 +561,33 @@ async fn sleep_ms(ms: u64) {
     tokio::time::sleep(Duration::from_millis(ms)).await;
 }
 
-/// Sends `query` to up to `ATTEMPTS_MAX` random nodes until one answers in a way worth keeping.
-/// `retry_uncertain`: also retry when an attempt may have taken effect (safe for idempotent
-/// operations only). Returns the last answer, whether any attempt may have taken effect, and
-/// which nodes were tried.
+/// Sends `query` to up to `ATTEMPTS_MAX` random nodes until one answers in a way worth keeping,
+/// in client `c`'s session: each attempt carries the session's index as `atLeastIndex`, and
+/// each answer raises it. `retry_uncertain`: also retry when an attempt may have taken effect
+/// (safe for idempotent operations only).
 async fn attempt(
     rng: &mut StdRng,
-    nodes: u64,
+    shared: &SharedRef,
+    c: usize,
     query: &str,
     token: Option<&str>,
     retry_uncertain: bool,
-) -> (Answer, bool, String) {
+) -> Attempted {
+    let nodes = shared.borrow().cfg.nodes;
     let mut tried = Vec::new();
     let mut uncertain = false;
-    let mut answer = Answer::Net(crate::net::NetError::Unreachable("not tried".into()));
+    let mut last = (Answer::Net(crate::net::NetError::Unreachable("not tried".into())), Indexes::default());
+    let mut floor = 0;
     for i in 0..ATTEMPTS_MAX {
         let node = rng.random_range(1..=nodes);
         tried.push(format!("n{node}"));
-        answer = request(&node_addr(node), query, token, REQUEST_TIMEOUT).await;
+        floor = shared.borrow().sessions[c].mark;
+        last = request_at(&node_addr(node), query, token, floor, REQUEST_TIMEOUT).await;
+        if let Some(high) = last.1.high() {
+            let mut s = shared.borrow_mut();
+            s.sessions[c].mark = s.sessions[c].mark.max(high);
+        }
+        let answer = &last.0;
         let definite = answer.certainly_not_applied();
         uncertain |= !definite && !matches!(answer, Answer::Data(_));
         let again = answer.worth_retrying() && (definite || retry_uncertain);
@@ -555,7 +596,41 @@ async fn attempt(
         }
         sleep_ms(rng.random_range(50..250)).await;
     }
-    (answer, uncertain, tried.join(","))
+    let (answer, indexes) = last;
+    Attempted { answer, uncertain, tried: tried.join(","), floor, indexes }
+}
+
+/// Checks a name's status as client `c` read it against the client's session, then remembers a
+/// held name: the answer must be served at or after the index the session sent, and must not
+/// call a name AVAILABLE that the session has seen held.
+fn check_session_read(s: &mut Shared, c: usize, canonical: &str, output: &Output, at: &Attempted, what: &str) {
+    let applied = at.indexes.applied.unwrap_or(0);
+    if applied < at.floor {
+        s.session_violations.push(Violation {
+            what: "session order: an answer older than its atLeastIndex".into(),
+            detail: format!(
+                "client c{c}: {what} sent atLeastIndex {} and was answered from index {applied} ({})",
+                at.floor, at.tried
+            ),
+        });
+    }
+    match output {
+        Output::Free => {
+            if let Some(seen) = s.sessions[c].held.get(canonical) {
+                let detail = format!(
+                    "client c{c}: {what} said {canonical:?} is AVAILABLE at index {applied} (atLeastIndex {}, via {}), \
+                     but this session had already {seen}",
+                    at.floor, at.tried
+                );
+                s.session_violations
+                    .push(Violation { what: "session: read-your-writes / monotonic reads".into(), detail });
+            }
+        }
+        _ => {
+            let seen = format!("seen it held by {what} at index {applied} via {}", at.tried);
+            s.sessions[c].held.entry(canonical.to_string()).or_insert(seen);
+        }
+    }
 }
 
 fn status_of(answer: &Answer, field: &str) -> Option<String> {
@@ -574,9 +649,9 @@ fn held_or_free(status: &str) -> Option<Output> {
 }
 
 async fn workload(c: usize, shared: SharedRef) {
-    let (seed, nodes, ops_max) = {
+    let (seed, ops_max) = {
         let s = shared.borrow();
-        (s.cfg.seed, s.cfg.nodes, s.cfg.ops_per_client)
+        (s.cfg.seed, s.cfg.ops_per_client)
     };
     let mut rng = StdRng::seed_from_u64(seed.wrapping_mul(1_000_003).wrapping_add(c as u64));
     while shared.borrow().phase == Phase::Setup {
@@ -590,15 +665,15 @@ async fn workload(c: usize, shared: SharedRef) {
         }
         let roll: f64 = rng.random();
         if roll < 0.35 {
-            claim(&mut rng, &shared, c, nodes).await;
+            claim(&mut rng, &shared, c).await;
         } else if roll < 0.65 {
-            check_name(&mut rng, &shared, c, nodes, roll < 0.55).await;
+            check_name(&mut rng, &shared, c, roll < 0.55).await;
         } else if roll < 0.9 {
             let (sale, _) = setup.sales[rng.random_range(0..setup.sales.len())];
-            purchase(&mut rng, &shared, c, nodes, &token, sale, format!("c{c}-{n}")).await;
+            purchase(&mut rng, &shared, c, &token, sale, format!("c{c}-{n}")).await;
         } else {
             let (sale, _) = setup.sales[rng.random_range(0..setup.sales.len())];
-            read_sale(&mut rng, &shared, c, nodes, sale).await;
+            read_sale(&mut rng, &shared, c, sale).await;
         }
         sleep_ms(rng.random_range(0..40)).await;
     }
@@ -618,36 +693,49 @@ fn variant(rng: &mut StdRng, base: &str, lookalike: bool) -> String {
     }
 }
 
-async fn claim(rng: &mut StdRng, shared: &SharedRef, c: usize, nodes: u64) {
+async fn claim(rng: &mut StdRng, shared: &SharedRef, c: usize) {
     let base = NAMES[rng.random_range(0..NAMES.len())];
     let name = variant(rng, base, false);
     let key = Key::Name(raft::names::canonical(&name));
     let q = format!("mutation {{ reserveUsername(name: {}, ttlSeconds: 3600) {{ token }} }}", lit(&name));
     let (call, call_ms) = (shared.borrow_mut().history.tick(), sim_ms());
-    let (answer, uncertain, tried) = attempt(rng, nodes, &q, None, false).await;
+    let at = attempt(rng, shared, c, &q, None, false).await;
+    let (answer, uncertain, tried) = (&at.answer, at.uncertain, &at.tried);
     let output = match answer.code() {
         _ if matches!(answer, Answer::Data(_)) => Output::Claimed,
         Some("USERNAME_TAKEN" | "USERNAME_RESERVED") => Output::Taken,
         _ if answer.certainly_not_applied() && !uncertain => return,
         _ => Output::Unknown,
     };
-    shared.borrow_mut().history.record(c, key, Input::Claim, output, call, call_ms, format!("{name} via {tried}"));
+    let mut s = shared.borrow_mut();
+    if matches!(output, Output::Claimed | Output::Taken) {
+        let canonical = raft::names::canonical(&name);
+        let index = at.indexes.high().unwrap_or(0);
+        let seen = format!("claimed it ({output:?}) in the entry at index {index} via {tried}");
+        s.sessions[c].held.entry(canonical).or_insert(seen);
+    }
+    s.history.record(c, key, Input::Claim, output, call, call_ms, format!("{name} via {tried}"));
 }
 
-async fn check_name(rng: &mut StdRng, shared: &SharedRef, c: usize, nodes: u64, linearizable: bool) {
+async fn check_name(rng: &mut StdRng, shared: &SharedRef, c: usize, linearizable: bool) {
     let base = NAMES[rng.random_range(0..NAMES.len())];
     let name = variant(rng, base, true);
     let consistency = if linearizable { "LINEARIZABLE" } else { "LOCAL" };
     let q = format!("{{ usernameAvailability(name: {}, consistency: {consistency}) {{ status }} }}", lit(&name));
     let (call, call_ms) = (shared.borrow_mut().history.tick(), sim_ms());
-    let (answer, _, tried) = attempt(rng, nodes, &q, None, true).await;
-    let Some(output) = status_of(&answer, "usernameAvailability").as_deref().and_then(held_or_free) else { return };
+    let at = attempt(rng, shared, c, &q, None, true).await;
+    let Some(output) = status_of(&at.answer, "usernameAvailability").as_deref().and_then(held_or_free) else {
+        return;
+    };
+    let canonical = raft::names::canonical(&name);
     let mut s = shared.borrow_mut();
+    check_session_read(&mut s, c, &canonical, &output, &at, &format!("a {consistency} check of {name:?}"));
     if linearizable {
-        let key = Key::Name(raft::names::canonical(&name));
-        s.history.record(c, key, Input::Check, output, call, call_ms, format!("{name} via {tried}"));
+        let key = Key::Name(canonical);
+        s.history.record(c, key, Input::Check, output, call, call_ms, format!("{name} via {}", at.tried));
     } else {
-        // LOCAL reads may be stale by design; they are served, not checked.
+        // LOCAL reads may lag the leader by design: not checked for linearizability, only
+        // against the session above.
         s.local_reads += 1;
     }
 }
@@ -671,12 +759,12 @@ fn purchase_output(answer: &Answer) -> Option<(Output, Option<String>)> {
     }
 }
 
-async fn purchase(rng: &mut StdRng, shared: &SharedRef, c: usize, nodes: u64, token: &str, sale: u64, key: String) {
+async fn purchase(rng: &mut StdRng, shared: &SharedRef, c: usize, token: &str, sale: u64, key: String) {
     let quantity = rng.random_range(1..=2);
     let q = purchase_query(sale, quantity, &key);
     let (call, call_ms) = (shared.borrow_mut().history.tick(), sim_ms());
     // The idempotency key makes a retry after an uncertain attempt safe: it returns the first order.
-    let (answer, uncertain, tried) = attempt(rng, nodes, &q, Some(token), true).await;
+    let Attempted { answer, uncertain, tried, .. } = attempt(rng, shared, c, &q, Some(token), true).await;
     let note = format!("key {key} via {tried}");
     let mut s = shared.borrow_mut();
     match purchase_output(&answer) {
@@ -716,9 +804,9 @@ fn stock_of(answer: &Answer) -> Option<(u64, u64)> {
     }
 }
 
-async fn read_sale(rng: &mut StdRng, shared: &SharedRef, c: usize, nodes: u64, sale: u64) {
+async fn read_sale(rng: &mut StdRng, shared: &SharedRef, c: usize, sale: u64) {
     let (call, call_ms) = (shared.borrow_mut().history.tick(), sim_ms());
-    let (answer, _, tried) = attempt(rng, nodes, &sale_query(sale, "LINEARIZABLE"), None, true).await;
+    let Attempted { answer, tried, .. } = attempt(rng, shared, c, &sale_query(sale, "LINEARIZABLE"), None, true).await;
     let Some((stock, sold)) = stock_of(&answer) else { return };
     shared.borrow_mut().history.record(
         c,

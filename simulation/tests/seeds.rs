@@ -96,3 +96,13 @@ fn a_purchase_that_skips_the_stock_rule_is_caught() {
         "seed {seed} failed, but not on the stock rule: {found:?}"
     );
 }
+
+#[test]
+fn a_session_read_behind_its_own_writes_is_caught() {
+    // Why: a node that answers a forwarded write before applying it, or serves a request below
+    // its atLeastIndex, breaks read-your-writes; LOCAL reads are not checked for
+    // linearizability, so only the session checks can see it.
+    let (seed, found) =
+        caught_within("stale-session").expect("stale-session went unnoticed for INJECT_SEEDS_MAX seeds");
+    assert!(found.iter().any(|w| w.contains("session")), "seed {seed} failed, but not on a session check: {found:?}");
+}

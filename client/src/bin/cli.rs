@@ -17,6 +17,12 @@
 //! stdout too (with `"idempotencyKey"` for `buy`, to repeat it safely). Without `--json`, a
 //! failure prints `error CODE: message` on stderr. Either way a failure exits with status 1
 //! (status 2 for bad arguments).
+//!
+//! Within one run the typed client keeps a session (read-your-writes and monotonic reads across
+//! nodes: see the client's docs). `--session FILE` carries it across runs: the highest log index
+//! seen is read from FILE before the command and written back after it, so `cli --session s
+//! reserve bob` through one node and then `cli --session s --nodes <another> check bob --local`
+//! is answered from a state that includes the reservation.
 
 use std::process::ExitCode;
 
@@ -55,6 +61,10 @@ struct Cli {
     /// Print JSON (the GraphQL `data`, or `{"error": ...}`) on stdout instead of a human summary.
     #[arg(long, global = true)]
     json: bool,
+    /// A file keeping the session's log index between runs: no run reads a state older than
+    /// what an earlier run with the same file wrote or saw (created when missing).
+    #[arg(long, global = true, env = "RAFTGRAPH_SESSION")]
+    session: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -257,12 +267,46 @@ fn data_of(name: &str, value: impl Serialize) -> Result<Value, CliError> {
     Ok(json!({ name: value }))
 }
 
-/// Runs one command and prints its result.
-async fn run(cli: Cli) -> Result<(), CliError> {
+/// Runs one command in the session `--session` names, if any, and prints its result.
+async fn run(mut cli: Cli) -> Result<(), CliError> {
     let mut client = Client::new(&cli.nodes)?;
     if let Some(token) = &cli.token {
         client = client.with_bearer(token.as_str());
     }
+    let session = cli.session.take();
+    if let Some(path) = &session {
+        client.observe_index(load_session(path)?);
+    }
+    let result = run_command(&client, cli).await;
+    if let Some(path) = &session {
+        // Also after a failure: a rejected write committed, and what it saw counts.
+        save_session(path, client.session_index())?;
+    }
+    result
+}
+
+/// The index saved in a session file; 0 for a file that does not exist yet.
+fn load_session(path: &std::path::Path) -> Result<u64, CliError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => text.trim().parse().map_err(|e| {
+            CliError::local(format!("session file {}: not a log index ({e}): {:?}", path.display(), text.trim()))
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+        Err(e) => Err(CliError::local(format!("session file {}: {e}", path.display()))),
+    }
+}
+
+/// Saves the session's index, never lowering what the file holds (two runs may share a file).
+fn save_session(path: &std::path::Path, index: u64) -> Result<(), CliError> {
+    let index = index.max(load_session(path).unwrap_or(0));
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, format!("{index}\n"))
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|e| CliError::local(format!("session file {}: {e}", path.display())))
+}
+
+/// Runs one command and prints its result.
+async fn run_command(client: &Client, cli: Cli) -> Result<(), CliError> {
     let (kind, data) = match cli.command {
         Command::Check { name, local } => {
             let c = local.then_some(Consistency::Local);
@@ -304,7 +348,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             (Kind::Sale, data_of("sale", client.sale(0, &sale_id, c).await?)?)
         }
         Command::WatchSale { sale_id, after_index, count } => {
-            return watch_sale(&client, &sale_id, after_index, count, cli.json).await;
+            return watch_sale(client, &sale_id, after_index, count, cli.json).await;
         }
         Command::Cluster => (Kind::Cluster, data_of("cluster", client.cluster(0).await?)?),
     };

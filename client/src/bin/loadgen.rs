@@ -241,14 +241,19 @@ impl Common {
 /// The `--consistency` values.
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum ConsistencyArg {
+    /// LOCAL reads, no session: whatever the answering node has applied.
     Local,
+    /// LOCAL reads in a session per worker: each request carries the highest index the worker
+    /// has seen as `atLeastIndex` (read-your-writes and monotonic reads across nodes).
+    Session,
+    /// LINEARIZABLE reads: a read-index round with the leader first.
     Linearizable,
 }
 
 impl From<ConsistencyArg> for Consistency {
     fn from(arg: ConsistencyArg) -> Self {
         match arg {
-            ConsistencyArg::Local => Consistency::Local,
+            ConsistencyArg::Local | ConsistencyArg::Session => Consistency::Local,
             ConsistencyArg::Linearizable => Consistency::Linearizable,
         }
     }
@@ -297,7 +302,8 @@ enum Scenario {
     /// Reserve a never-used name per request.
     Claims { run_id: String, ttl_secs: u32 },
     /// Check names drawn uniformly from `names`, the first `reserved` of which were reserved.
-    Checks { names: Vec<String>, reserved: usize, consistency: Consistency },
+    /// With `session`, each worker keeps its own session (see [`ConsistencyArg::Session`]).
+    Checks { names: Vec<String>, reserved: usize, consistency: Consistency, session: bool },
     /// Buy from a flash sale as one buyer per worker; boxed because it is much larger than the
     /// other variants.
     PurchaseBurst(Box<purchase::Burst>),
@@ -353,8 +359,9 @@ impl Scenario {
     fn params(&self) -> Value {
         match self {
             Self::Claims { run_id, ttl_secs } => json!({ "run_id": run_id, "ttl_secs": ttl_secs }),
-            Self::Checks { names, reserved, consistency } => json!({
+            Self::Checks { names, reserved, consistency, session } => json!({
                 "consistency": consistency.as_graphql(),
+                "session": session,
                 "names": names.len(),
                 "reserved": reserved,
             }),
@@ -414,7 +421,8 @@ async fn build_scenario(
             let ttl_secs = common.warmup_secs() + common.duration + PRE_RESERVE_TTL_MARGIN_SECS;
             let ttl_secs = u32::try_from(ttl_secs).unwrap_or(u32::MAX);
             pre_reserve(client, &names[..pool], ttl_secs, common.concurrency as usize).await;
-            Ok(Scenario::Checks { names, reserved: pool, consistency: consistency.into() })
+            let session = matches!(consistency, ConsistencyArg::Session);
+            Ok(Scenario::Checks { names, reserved: pool, consistency: consistency.into(), session })
         }
         ScenarioCommand::PurchaseBurst { ref burst, .. } => {
             if common.warmup.is_some() {
@@ -653,6 +661,13 @@ async fn run_worker(worker: usize, shared: Arc<Shared>, seed: u64) -> anyhow::Re
     // request whose outcome is unknown is sent again as the same request.
     let mut seq = 0u64;
     let mut unsettled = false;
+    // A worker of a session scenario is one session; the others send no `atLeastIndex`.
+    let session_client = match &shared.target {
+        Target::Graphql { client, scenario: Scenario::Checks { session: true, .. } } => {
+            Some(client.clone().with_session(true).new_session())
+        }
+        _ => None,
+    };
     for sent in 0u64.. {
         let now = Instant::now();
         if now >= plan.deadline || shared.stopping() {
@@ -688,6 +703,7 @@ async fn run_worker(worker: usize, shared: Arc<Shared>, seed: u64) -> anyhow::Re
         let sent_at = Instant::now();
         let (Verdict { error_code, units, next }, done) = match &shared.target {
             Target::Graphql { client, scenario } => {
+                let client = session_client.as_ref().unwrap_or(client);
                 let request = scenario.request(worker, seq, &mut rng);
                 // Offsetting by the worker spreads concurrent requests over all nodes at every
                 // moment; counting sends rather than requests moves a repeated request on to the
@@ -1115,7 +1131,9 @@ fn graphql_client(common: &Common) -> anyhow::Result<Client> {
         .pool_max_idle_per_host(common.concurrency as usize)
         .build()
         .context("building HTTP client")?;
-    Ok(Client::with_http_client(http, &common.nodes)?)
+    // No session: each scenario measures exactly the read level it names; `--consistency
+    // session` gives each worker its own.
+    Ok(Client::with_http_client(http, &common.nodes)?.with_session(false))
 }
 
 /// Runs the `subscribers` scenario, which has no workers: N sockets listening, one paced sender.

@@ -230,10 +230,12 @@ impl StateMachine {
             let mut clock = t.counter(tables::COUNTER_CLOCK)? as i64;
             for entry in entries {
                 match entry.payload {
-                    EntryPayload::Blank => responses.push(BatchResponse::default()),
+                    EntryPayload::Blank => {
+                        responses.push(BatchResponse { index: entry.log_id.index, responses: Vec::new() })
+                    }
                     EntryPayload::Membership(m) => {
                         membership = Some(StoredMembership::new(Some(entry.log_id), m));
-                        responses.push(BatchResponse::default());
+                        responses.push(BatchResponse { index: entry.log_id.index, responses: Vec::new() });
                     }
                     EntryPayload::Normal(batch) => {
                         let mut out = Vec::with_capacity(batch.0.len());
@@ -242,7 +244,7 @@ impl StateMachine {
                             clock = clock.max(p.at_ms);
                             out.push(apply_command(&mut t, clock, p.command, self.inject)?);
                         }
-                        responses.push(BatchResponse(out));
+                        responses.push(BatchResponse { index: entry.log_id.index, responses: out });
                     }
                 }
             }
