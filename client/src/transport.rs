@@ -337,6 +337,18 @@ impl Client {
         }
     }
 
+    /// The schema in SDL, as node `node` serves it at `/schema.graphql` (for codegen tools).
+    pub async fn schema_sdl(&self, node: usize) -> Result<String, ClientError> {
+        let url = format!("{}/schema.graphql", self.bases[node % self.bases.len()]);
+        let response = self.http.get(url).send().await?;
+        let status = response.status().as_u16();
+        let text = response.text().await?;
+        if !(200..300).contains(&status) {
+            return Err(ClientError::Http { status, body: text.chars().take(200).collect() });
+        }
+        Ok(text)
+    }
+
     /// Posts one request to one node, with the session's index as `atLeastIndex`, and raises
     /// the session's index to what the answer reflects.
     async fn send(

@@ -21,6 +21,18 @@ pub const WS_READ_BUFFER_BYTES: usize = 4 * 1024;
 /// wait forever on a full socket; past this it is closed with a reason, and a client that
 /// reconnects with `afterIndex` gets what it missed.
 pub const WS_SEND_TIMEOUT_MS: u64 = 10_000;
+/// How long a WebSocket client may take to send `connection_init` before the socket is closed
+/// with 4408, as the graphql-ws reference server does (3 s there too).
+pub const WS_CONNECTION_INIT_TIMEOUT_MS: u64 = 3_000;
+/// How often a legacy `graphql-ws` socket gets a `ka` (keep-alive) message, which its clients
+/// use to tell a live connection from a dead one.
+pub const WS_LEGACY_KEEPALIVE_MS: u64 = 15_000;
+/// Messages a WebSocket's operations may queue for sending before they wait for the socket.
+pub const WS_OUTGOING_QUEUED_MAX: usize = 64;
+/// Most automatic persisted queries a node keeps (oldest out first).
+pub const PERSISTED_QUERIES_MAX: usize = 10_000;
+/// Most bytes of query text those may hold in all.
+pub const PERSISTED_QUERIES_BYTES_MAX: usize = 16 * 1024 * 1024;
 /// Most clients (IP addresses) the rate limiter tracks; past this, idle ones are forgotten.
 pub const RATE_LIMIT_CLIENTS_MAX: usize = 100_000;
 
@@ -58,6 +70,11 @@ pub struct Config {
     /// How long a released username stays blocked, in seconds (default 30 days).
     #[arg(long, env = "NODE_USERNAME_COOLDOWN_SECS", default_value_t = schema::USERNAME_COOLDOWN_DEFAULT_SECS)]
     pub username_cooldown_secs: i64,
+    /// Browser origins allowed to call the API from other sites (CORS), comma-separated, such
+    /// as `https://app.example.com,http://localhost:3000`; `*` allows any. None by default:
+    /// only pages served by the node itself (GraphiQL) can call it from a browser.
+    #[arg(long, env = "NODE_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
     /// Requests per second allowed per client IP (0: no limit).
     #[arg(long, env = "NODE_RATE_LIMIT_PER_SEC", default_value_t = 20_000)]
     pub rate_limit_per_sec: u32,

@@ -3,36 +3,37 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::str::FromStr as _;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use async_graphql::http::{playground_source, GraphQLPlaygroundConfig, WebSocketProtocols, WsMessage};
-use async_graphql::{BatchRequest, Data, ErrorExtensions};
-use async_graphql_axum::GraphQLResponse;
+use async_graphql::{BatchRequest, ErrorExtensions};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::ws::{CloseFrame, Message, WebSocket};
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, State, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts as _, Path, State, WebSocketUpgrade};
 use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use futures::{SinkExt as _, StreamExt as _};
 use raft::network::CLUSTER_SECRET_HEADER;
 use raft::Store;
 use schema::{AppSchema, BearerToken};
 
 use crate::config::{
     BATCH_REQUESTS_MAX, BODY_BYTES_MAX, RAFT_BODY_BYTES_MAX, RATE_LIMIT_CLIENTS_MAX, WS_READ_BUFFER_BYTES,
-    WS_SEND_TIMEOUT_MS,
 };
 use crate::metrics::Metrics;
 
 /// What every handler shares.
 #[derive(Clone)]
 pub struct AppState {
-    pub schema: AppSchema,
+    /// The schemas requests run on.
+    pub schemas: Schemas,
+    /// The schema in SDL, for `GET /schema.graphql`.
+    pub sdl: Arc<str>,
+    /// Automatic persisted queries known to this node.
+    pub persisted: Arc<crate::persisted::PersistedQueries>,
+    /// Browser origins allowed to call the API (`--cors-origins`); empty: same origin only.
+    pub cors_origins: Arc<[String]>,
     pub store: Store,
     pub metrics: Arc<Metrics>,
     /// The request stages the HTTP handler times (decode, encode); the schema times the rest.
@@ -47,13 +48,21 @@ pub struct AppState {
 /// The router of every route.
 pub fn router(state: AppState) -> Router {
     let raft = Router::new().route("/raft/{rpc}", post(raft_rpc)).layer(DefaultBodyLimit::max(RAFT_BODY_BYTES_MAX));
+    let api = Router::new()
+        .route("/graphql", post(graphql).get(graphql_get))
+        .route("/schema.graphql", get(sdl))
+        .layer(DefaultBodyLimit::max(BODY_BYTES_MAX));
+    let api = match cors(&state.cors_origins) {
+        Some(layer) => api.layer(layer),
+        None => api,
+    };
     Router::new()
-        .route("/graphql", post(graphql).get(graphql_ws))
-        .route("/", get(playground))
+        .merge(api)
+        .route("/", get(crate::playground::index))
+        .route("/assets/graphiql/{name}", get(crate::playground::asset))
         .route("/health", get(|| async { "ok" }))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
-        .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
         .merge(raft)
         // A span per HTTP request (method, path, status, latency at debug level), the parent of
         // the GraphQL execution's spans and the store's propose and read-index spans.
@@ -70,9 +79,76 @@ fn bearer(headers: &HeaderMap) -> BearerToken {
     BearerToken(token)
 }
 
-fn graphql_error(code: &'static str, message: &str) -> GraphQLResponse {
-    let err = async_graphql::Error::new(message).extend_with(|_, e| e.set("code", code));
-    async_graphql::Response::from_errors(vec![err.into_server_error(Default::default())]).into()
+fn server_error(code: &'static str, message: &str) -> async_graphql::ServerError {
+    async_graphql::Error::new(message).extend_with(|_, e| e.set("code", code)).into_server_error(Default::default())
+}
+
+/// The media type of a GraphQL response, as the GraphQL-over-HTTP specification names them:
+/// `application/graphql-response+json` for a client that asks for it (it then learns a request
+/// error from the status too), `application/json` otherwise (always 200, as legacy clients
+/// expect).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Media {
+    GraphqlResponseJson,
+    Json,
+}
+
+impl Media {
+    fn of(headers: &HeaderMap) -> Media {
+        let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or_default();
+        if accept.split(',').any(|t| t.trim().starts_with(GRAPHQL_RESPONSE_JSON)) {
+            Media::GraphqlResponseJson
+        } else {
+            Media::Json
+        }
+    }
+
+    fn content_type(self) -> &'static str {
+        match self {
+            Media::GraphqlResponseJson => "application/graphql-response+json; charset=utf-8",
+            Media::Json => "application/json",
+        }
+    }
+
+    /// The status of one response: a request error (no data, and no error from a field) is
+    /// 4xx with graphql-response+json (429 when rate limited, 503 when unavailable), and
+    /// everything is 200 with application/json.
+    fn status(self, response: &async_graphql::Response) -> StatusCode {
+        let request_error = response.data == async_graphql::Value::Null
+            && !response.errors.is_empty()
+            && response.errors.iter().all(|e| e.path.is_empty());
+        if self == Media::Json || !request_error {
+            return StatusCode::OK;
+        }
+        let code = |e: &async_graphql::ServerError| {
+            e.extensions.as_ref().and_then(|x| x.get("code")).and_then(|v| match v {
+                async_graphql::Value::String(s) => Some(s.clone()),
+                _ => None,
+            })
+        };
+        match code(&response.errors[0]).as_deref() {
+            Some(schema::error::code::RATE_LIMITED) => StatusCode::TOO_MANY_REQUESTS,
+            Some(schema::error::code::UNAVAILABLE) => StatusCode::SERVICE_UNAVAILABLE,
+            // Apollo's clients read the code from a 200 and then send the full query.
+            Some(PERSISTED_QUERY_NOT_FOUND) => StatusCode::OK,
+            _ => StatusCode::BAD_REQUEST,
+        }
+    }
+}
+
+const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
+/// The code of an automatic persisted query whose hash this node does not know (DESIGN.md).
+pub const PERSISTED_QUERY_NOT_FOUND: &str = "PERSISTED_QUERY_NOT_FOUND";
+
+/// Encodes a response (or a batch's responses) with `media`'s content type and status.
+fn encode(state: &AppState, media: Media, status: StatusCode, body: &impl serde::Serialize) -> Response {
+    let encoding = Instant::now();
+    let resp = match serde_json::to_vec(body) {
+        Ok(bytes) => (status, [(header::CONTENT_TYPE, media.content_type())], bytes).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("cannot encode the response: {e}")).into_response(),
+    };
+    state.stages.encode.since(encoding);
+    resp
 }
 
 /// The body is taken as bytes, not through async-graphql-axum's extractor: that one reads the
@@ -84,24 +160,24 @@ async fn graphql(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let media = Media::of(&headers);
+    let refuse = |code, message: &str| {
+        let response = async_graphql::Response::from_errors(vec![server_error(code, message)]);
+        encode(&state, media, media.status(&response), &response)
+    };
     if !state.limiter.allow(peer.ip()) {
         state.metrics.rate_limited();
-        return graphql_error(schema::error::code::RATE_LIMITED, "too many requests from this client; slow down")
-            .into_response();
+        return refuse(schema::error::code::RATE_LIMITED, "too many requests from this client; slow down");
     }
     let body = match body {
         Ok(b) => b,
         Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return graphql_error(
+            return refuse(
                 schema::error::code::INVALID_INPUT,
                 &format!("the request body exceeds {BODY_BYTES_MAX} bytes"),
             )
-            .into_response()
         }
-        Err(e) => {
-            return graphql_error(schema::error::code::INVALID_INPUT, &format!("unreadable request body: {e}"))
-                .into_response()
-        }
+        Err(e) => return refuse(schema::error::code::INVALID_INPUT, &format!("unreadable request body: {e}")),
     };
     let decoding = Instant::now();
     let decoded = serde_json::from_slice::<BatchRequest>(&body);
@@ -109,114 +185,196 @@ async fn graphql(
     let batch = match decoded {
         Ok(b) => b,
         Err(e) => {
-            return graphql_error(
+            return refuse(
                 schema::error::code::INVALID_INPUT,
                 &format!("the body must be a JSON GraphQL request (or an array of them): {e}"),
             )
-            .into_response()
         }
     };
-    if let BatchRequest::Batch(items) = &batch {
-        if items.len() > BATCH_REQUESTS_MAX {
-            return graphql_error(
-                schema::error::code::INVALID_INPUT,
-                &format!("a batch may hold at most {BATCH_REQUESTS_MAX} operations, got {}", items.len()),
-            )
-            .into_response();
+    let token = bearer(&headers);
+    match batch {
+        BatchRequest::Single(request) => {
+            let response = execute(&state, request.data(token), false).await;
+            encode(&state, media, media.status(&response), &response)
+        }
+        BatchRequest::Batch(items) if items.len() > BATCH_REQUESTS_MAX => refuse(
+            schema::error::code::INVALID_INPUT,
+            &format!("a batch may hold at most {BATCH_REQUESTS_MAX} operations, got {}", items.len()),
+        ),
+        BatchRequest::Batch(items) => {
+            let runs = items.into_iter().map(|r| execute(&state, r.data(token.clone()), false));
+            let responses = futures::future::join_all(runs).await;
+            encode(&state, media, StatusCode::OK, &responses)
         }
     }
-    let batch = batch.data(bearer(&headers));
-    let resp = GraphQLResponse::from(state.schema.execute_batch(batch).await);
-    let encoding = Instant::now();
-    let resp = resp.into_response();
-    state.stages.encode.since(encoding);
+}
+
+/// `GET /graphql`: a WebSocket upgrade, or a read-only query in the URL (`query`, `variables`,
+/// `operationName`, `extensions`, as the GraphQL-over-HTTP specification has it), so that
+/// persisted queries can be sent as GETs. Mutations are refused with 405.
+async fn graphql_get(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: axum::extract::Request,
+) -> Response {
+    let (mut parts, _) = request.into_parts();
+    let upgrading = parts
+        .headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    if upgrading {
+        return match WebSocketUpgrade::from_request_parts(&mut parts, &state).await {
+            Ok(upgrade) => graphql_ws(state, upgrade, &parts.headers),
+            Err(rejection) => rejection.into_response(),
+        };
+    }
+    let media = Media::of(&parts.headers);
+    let refuse = |status, code, message: &str| {
+        let response = async_graphql::Response::from_errors(vec![server_error(code, message)]);
+        let mut resp = encode(&state, media, status, &response);
+        if status == StatusCode::METHOD_NOT_ALLOWED {
+            resp.headers_mut().insert(header::ALLOW, header::HeaderValue::from_static("POST"));
+        }
+        resp
+    };
+    if !state.limiter.allow(peer.ip()) {
+        state.metrics.rate_limited();
+        let status = if media == Media::Json { StatusCode::OK } else { StatusCode::TOO_MANY_REQUESTS };
+        return refuse(status, schema::error::code::RATE_LIMITED, "too many requests from this client; slow down");
+    }
+    let query = parts.uri.query().unwrap_or_default();
+    let request = match async_graphql::http::parse_query_string(query) {
+        Ok(r) => r,
+        Err(e) => {
+            let status = if media == Media::Json { StatusCode::OK } else { StatusCode::BAD_REQUEST };
+            return refuse(status, schema::error::code::INVALID_INPUT, &format!("unreadable query string: {e}"));
+        }
+    };
+    let response = execute(&state, request.data(bearer(&parts.headers)), true).await;
+    let mutation = response.errors.iter().any(|e| e.message == MUTATION_OVER_GET);
+    let status = if mutation { StatusCode::METHOD_NOT_ALLOWED } else { media.status(&response) };
+    let mut resp = encode(&state, media, status, &response);
+    if mutation {
+        resp.headers_mut().insert(header::ALLOW, header::HeaderValue::from_static("POST"));
+    }
     resp
 }
 
-async fn graphql_ws(State(state): State<AppState>, upgrade: WebSocketUpgrade, headers: HeaderMap) -> Response {
-    // The first subprotocol offered that async-graphql speaks (graphql-transport-ws, graphql-ws).
+const MUTATION_OVER_GET: &str = "only queries may be sent with GET; send mutations and subscriptions with POST";
+
+/// Runs one request: resolves an automatic persisted query, refuses anything but a query when
+/// it came by `GET`, and sends an introspection-only request to the introspection schema
+/// (deeper limits, nothing but introspection), everything else to the main one.
+async fn execute(state: &AppState, mut request: async_graphql::Request, read_only: bool) -> async_graphql::Response {
+    if let Err(e) = state.persisted.resolve(&mut request) {
+        return async_graphql::Response::from_errors(vec![e]);
+    }
+    if read_only {
+        let name = request.operation_name.clone();
+        if let Ok(doc) = request.parsed_query() {
+            if !is_query(doc, name.as_deref()) {
+                let error = server_error(schema::error::code::INVALID_INPUT, MUTATION_OVER_GET);
+                return async_graphql::Response::from_errors(vec![error]);
+            }
+        }
+    }
+    state.schemas.route(&mut request).execute(request).await
+}
+
+/// The main schema and the introspection schema (`schema::build_introspection`: deeper
+/// limits, nothing but introspection), and which of them a request runs on.
+#[derive(Clone)]
+pub struct Schemas {
+    /// Everything but introspection-only requests.
+    pub main: AppSchema,
+    /// Requests whose every root field is `__schema`, `__type` or `__typename`.
+    pub introspection: AppSchema,
+}
+
+impl Schemas {
+    /// The schema `request` runs on. Parsing here is only needed to route, and the document is
+    /// kept in the request, so it is not parsed twice; a request that mentions no `__schema` or
+    /// `__type` is not parsed here at all.
+    pub fn route(&self, request: &mut async_graphql::Request) -> &AppSchema {
+        let may_introspect = request.query.contains("__schema") || request.query.contains("__type");
+        match request.parsed_query() {
+            Ok(doc) if may_introspect && schema::is_introspection(doc) => &self.introspection,
+            _ => &self.main,
+        }
+    }
+}
+
+/// True when the operation `name` picks (or the only one) is a query; an unknown name is left
+/// to the executor to report.
+fn is_query(doc: &async_graphql::parser::types::ExecutableDocument, name: Option<&str>) -> bool {
+    use async_graphql::parser::types::{DocumentOperations, OperationType};
+    let op = match (&doc.operations, name) {
+        (DocumentOperations::Single(op), _) => Some(op),
+        (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name),
+        (DocumentOperations::Multiple(ops), None) => ops.values().next().filter(|_| ops.len() == 1),
+    };
+    op.is_none_or(|op| op.node.ty == OperationType::Query)
+}
+
+fn graphql_ws(state: AppState, upgrade: WebSocketUpgrade, headers: &HeaderMap) -> Response {
+    // The first subprotocol the client offers that this server speaks, and the handshake answers
+    // that same one: the frames that follow are that protocol's.
     let protocol = headers
         .get(header::SEC_WEBSOCKET_PROTOCOL)
         .and_then(|v| v.to_str().ok())
-        .and_then(|list| list.split(',').find_map(|p| WebSocketProtocols::from_str(p.trim()).ok()));
+        .and_then(crate::ws::Protocol::negotiate);
     let Some(protocol) = protocol else {
         return (StatusCode::BAD_REQUEST, "offer a WebSocket subprotocol: graphql-transport-ws or graphql-ws")
             .into_response();
     };
-    let header_token = bearer(&headers);
+    let header_token = bearer(headers);
     upgrade
         .read_buffer_size(WS_READ_BUFFER_BYTES)
-        .protocols(async_graphql::http::ALL_WEBSOCKET_PROTOCOLS)
-        .on_upgrade(move |socket| serve_socket(socket, state.schema.clone(), protocol, header_token, state.draining))
-}
-
-/// async-graphql-axum's `GraphQLWebSocket::serve`, with two changes. Each outgoing message must
-/// be accepted within `WS_SEND_TIMEOUT_MS`, or the socket is closed: its own loop awaits a send
-/// forever, so a client that stops reading would hold its connection (and task) indefinitely.
-/// And when the node starts draining, the socket is closed with 1001 (going away), so clients
-/// resume their subscriptions on another node at once instead of waiting on a silent socket.
-async fn serve_socket(
-    socket: WebSocket,
-    schema: AppSchema,
-    protocol: WebSocketProtocols,
-    header_token: BearerToken,
-    mut draining: tokio::sync::watch::Receiver<bool>,
-) {
-    let (mut sink, stream) = socket.split();
-    let input = stream.take_while(|res| futures::future::ready(res.is_ok())).filter_map(|msg| {
-        futures::future::ready(match msg {
-            Ok(m @ (Message::Text(_) | Message::Binary(_))) => Some(m.into_data()),
-            _ => None,
+        .max_message_size(BODY_BYTES_MAX)
+        .max_frame_size(BODY_BYTES_MAX)
+        .protocols([protocol.name()])
+        .on_upgrade(move |socket| {
+            crate::ws::serve(socket, state.schemas.clone(), protocol, header_token, state.draining)
         })
-    });
-    let output = async_graphql::http::WebSocket::new(schema, input, protocol).on_connection_init(
-        move |payload: serde_json::Value| async move {
-            // graphql-transport-ws carries auth in connection_init:
-            // {"Authorization": "Bearer <token>"}; a header on the upgrade also works.
-            let from_payload = payload
-                .get("Authorization")
-                .or_else(|| payload.get("authorization"))
-                .and_then(|v| v.as_str())
-                .and_then(|v| v.strip_prefix("Bearer "))
-                .map(|t| t.trim().to_string());
-            let mut data = Data::default();
-            data.insert(BearerToken(from_payload.or(header_token.0)));
-            Ok(data)
-        },
-    );
-    futures::pin_mut!(output);
-    let timeout = std::time::Duration::from_millis(WS_SEND_TIMEOUT_MS);
-    loop {
-        let item = tokio::select! {
-            item = output.next() => item,
-            // The watch guard is dropped inside: it must not live across the select.
-            _ = async { drop(draining.wait_for(|d| *d).await) } => {
-                let close = CloseFrame { code: 1001, reason: "node shutting down: resume on another node".into() };
-                let _ = tokio::time::timeout(timeout, sink.send(Message::Close(Some(close)))).await;
-                return;
-            }
-        };
-        let Some(item) = item else { return };
-        let msg = match item {
-            WsMessage::Text(text) => Message::Text(text.into()),
-            WsMessage::Close(code, reason) => Message::Close(Some(CloseFrame { code, reason: reason.into() })),
-        };
-        match tokio::time::timeout(timeout, sink.send(msg)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(_)) => return,
-            Err(_) => {
-                tracing::info!(timeout_ms = WS_SEND_TIMEOUT_MS, "closing a subscriber socket that stopped reading");
-                // Best effort: a socket this full may not take the close frame either.
-                let close = CloseFrame { code: 1008, reason: "too slow: no message accepted in time".into() };
-                let _ = tokio::time::timeout(timeout, sink.send(Message::Close(Some(close)))).await;
-                return;
-            }
-        }
-    }
 }
 
-async fn playground() -> Html<String> {
-    Html(playground_source(GraphQLPlaygroundConfig::new("/graphql").subscription_endpoint("/graphql")))
+/// The CORS policy of the API routes: none (same origin only) unless origins are listed; `*`
+/// allows any origin. Credentials (cookies) are never allowed: the API authenticates with a
+/// bearer token, which a page sends explicitly.
+fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    if origins.is_empty() {
+        return None;
+    }
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| header::HeaderValue::from_str(o).ok()))
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([axum::http::Method::GET, axum::http::Method::POST])
+            .allow_headers([
+                header::CONTENT_TYPE,
+                header::AUTHORIZATION,
+                header::ACCEPT,
+                header::HeaderName::from_static("apollo-require-preflight"),
+                header::HeaderName::from_static("x-apollo-operation-name"),
+                header::HeaderName::from_static("apollographql-client-name"),
+                header::HeaderName::from_static("apollographql-client-version"),
+            ])
+            .max_age(std::time::Duration::from_secs(CORS_MAX_AGE_SECS)),
+    )
+}
+
+/// How long a browser may cache a CORS preflight answer.
+const CORS_MAX_AGE_SECS: u64 = 600;
+
+/// `GET /schema.graphql`: the schema in SDL, for codegen.
+async fn sdl(State(state): State<AppState>) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], state.sdl.to_string()).into_response()
 }
 
 async fn ready(State(state): State<AppState>) -> (StatusCode, &'static str) {

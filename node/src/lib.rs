@@ -14,6 +14,9 @@
 pub mod config;
 pub mod http;
 pub mod metrics;
+pub mod persisted;
+pub mod playground;
+pub mod ws;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -149,10 +152,15 @@ where
         stages: stages.clone(),
         ..Default::default()
     };
+    let introspection = schema::build_introspection(store.clone(), jwt_secret.as_bytes(), schema_config.clone())
+        .map_err(anyhow::Error::msg)?;
     let schema = schema::build(store.clone(), jwt_secret.as_bytes(), schema_config).map_err(anyhow::Error::msg)?;
     let (drain_tx, drain_rx) = tokio::sync::watch::channel(false);
     let state = http::AppState {
-        schema,
+        sdl: schema.sdl().into(),
+        schemas: http::Schemas { main: schema, introspection },
+        persisted: Default::default(),
+        cors_origins: config.cors_origins.iter().map(|o| o.trim().to_string()).filter(|o| !o.is_empty()).collect(),
         store: store.clone(),
         metrics,
         stages,

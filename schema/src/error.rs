@@ -76,12 +76,18 @@ impl ExtensionFactory for ErrorCodes {
 impl Extension for ErrorCodes {
     async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
         let mut resp = next.run(ctx).await;
-        for err in &mut resp.errors {
-            let ext = err.extensions.get_or_insert_with(Default::default);
-            if ext.get("code").is_none() {
-                ext.set("code", code::INVALID_INPUT);
-            }
-        }
+        stamp_codes(&mut resp.errors);
         resp
+    }
+}
+
+/// Stamps `INVALID_INPUT` on every error that carries no code (see [`ErrorCodes`]); the
+/// WebSocket transport calls it on each result of a stream, which that extension does not see.
+pub fn stamp_codes(errors: &mut [async_graphql::ServerError]) {
+    for err in errors {
+        let ext = err.extensions.get_or_insert_with(Default::default);
+        if ext.get("code").is_none() {
+            ext.set("code", code::INVALID_INPUT);
+        }
     }
 }

@@ -42,6 +42,15 @@ pub use auth::{Auth, BearerToken};
 pub const QUERY_DEPTH_MAX: usize = 12;
 /// Most complex query accepted (async-graphql's complexity: one per field by default).
 pub const QUERY_COMPLEXITY_MAX: usize = 1_000;
+/// Deepest introspection-only request accepted. graphql-js's `getIntrospectionQuery()` nests
+/// 13 levels (`__schema` > `types` > `fields` > `type` and the `TypeRef` fragment's chain of
+/// `ofType`s, 9 deep in graphql-js 17); other clients' documents are shallower. Introspection
+/// is served by a schema of its own that runs nothing but `__schema`, `__type` and
+/// `__typename`, so this deeper limit buys nothing for ordinary fields.
+pub const INTROSPECTION_DEPTH_MAX: usize = 20;
+/// Most complex introspection-only request accepted: the full introspection query with every
+/// option is about 110 fields; an abusive one (thousands of aliased `__schema` walks) is not.
+pub const INTROSPECTION_COMPLEXITY_MAX: usize = 500;
 /// Default cooldown before a released username may be taken by someone else: 30 days.
 pub const USERNAME_COOLDOWN_DEFAULT_SECS: i64 = 30 * 24 * 3600;
 /// Default lifetime of a bearer token: one day.
@@ -127,19 +136,61 @@ pub type AppSchema = Schema<Query, Mutation, Subscription>;
 
 /// Builds the schema over `store`, signing tokens with `jwt_secret`.
 pub fn build(store: Store, jwt_secret: &[u8], config: SchemaConfig) -> Result<AppSchema, String> {
-    let auth = Auth::new(jwt_secret, config.token_ttl_secs)?;
     let depth = config.query_depth_max;
     let complexity = config.query_complexity_max;
+    Ok(builder(store, jwt_secret, config)?.limit_depth(depth).limit_complexity(complexity).finish())
+}
+
+/// The same schema for introspection-only requests (every root field is `__schema`, `__type`
+/// or `__typename`: see [`is_introspection`]), with limits of its own: deep enough for the
+/// standard introspection queries of graphql-js and client libraries, and executing nothing
+/// else, so its limits cannot be used to reach ordinary fields.
+pub fn build_introspection(store: Store, jwt_secret: &[u8], config: SchemaConfig) -> Result<AppSchema, String> {
+    Ok(builder(store, jwt_secret, config)?
+        .introspection_only()
+        .limit_depth(INTROSPECTION_DEPTH_MAX)
+        .limit_complexity(INTROSPECTION_COMPLEXITY_MAX)
+        .finish())
+}
+
+fn builder(
+    store: Store,
+    jwt_secret: &[u8],
+    config: SchemaConfig,
+) -> Result<async_graphql::SchemaBuilder<Query, Mutation, Subscription>, String> {
+    let auth = Auth::new(jwt_secret, config.token_ttl_secs)?;
     let observe = observe::Observe { observer: config.observer.clone(), stages: config.stages.clone() };
-    let builder = Schema::build(Query::default(), Mutation::default(), Subscription::default())
+    Ok(Schema::build(Query::default(), Mutation::default(), Subscription::default())
         .data(ApiContext { store, auth, config })
-        .limit_depth(depth)
-        .limit_complexity(complexity)
         .extension(error::ErrorCodes)
         .extension(applied::AppliedIndexes)
         .extension(async_graphql::extensions::Tracing)
-        .extension(observe);
-    Ok(builder.finish())
+        .extension(observe))
+}
+
+/// True when every root field of every operation in `doc` is an introspection field
+/// (`__schema`, `__type`, `__typename`), fragments followed: such a request goes to the
+/// schema of [`build_introspection`].
+pub fn is_introspection(doc: &async_graphql::parser::types::ExecutableDocument) -> bool {
+    use async_graphql::parser::types::{Selection, SelectionSet};
+    fn only_introspection(
+        set: &SelectionSet,
+        doc: &async_graphql::parser::types::ExecutableDocument,
+        depth: usize,
+    ) -> bool {
+        // Fragment cycles are refused by validation; the depth cap keeps this walk finite anyway.
+        depth < 8
+            && set.items.iter().all(|item| match &item.node {
+                Selection::Field(f) => matches!(f.node.name.node.as_str(), "__schema" | "__type" | "__typename"),
+                Selection::InlineFragment(i) => only_introspection(&i.node.selection_set.node, doc, depth + 1),
+                Selection::FragmentSpread(s) => doc
+                    .fragments
+                    .get(&s.node.fragment_name.node)
+                    .is_some_and(|f| only_introspection(&f.node.selection_set.node, doc, depth + 1)),
+            })
+    }
+    let mut operations = doc.operations.iter().peekable();
+    operations.peek().is_some() && operations.all(|(_, op)| only_introspection(&op.node.selection_set.node, doc, 0))
 }
 
 pub(crate) fn now_ms() -> i64 {

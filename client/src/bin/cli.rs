@@ -170,6 +170,8 @@ enum Command {
     },
     /// The cluster as the answering node sees it.
     Cluster,
+    /// Print the schema in SDL (`GET /schema.graphql`), for codegen tools.
+    Schema,
 }
 
 /// A failure to report.
@@ -351,6 +353,15 @@ async fn run_command(client: &Client, cli: Cli) -> Result<(), CliError> {
             return watch_sale(client, &sale_id, after_index, count, cli.json).await;
         }
         Command::Cluster => (Kind::Cluster, data_of("cluster", client.cluster(0).await?)?),
+        Command::Schema => {
+            let sdl = client.schema_sdl(0).await?;
+            if cli.json {
+                println!("{}", json!({ "schema": sdl }));
+            } else {
+                print!("{sdl}");
+            }
+            return Ok(());
+        }
     };
     if cli.json {
         println!("{data}");
