@@ -5,8 +5,12 @@
 //!
 //! Layout:
 //! - `config`: flags (each also an environment variable) and their validation.
-//! - `http`: routes: GraphQL over HTTP and WebSocket, playground, health, readiness, metrics,
-//!   the Raft RPC routes behind the cluster secret, and the per-client rate limit.
+//! - `http`: routes: GraphQL over HTTP (POST, read-only GET, media types, CORS), which schema a
+//!   request runs on, health, readiness, metrics, `/schema.graphql`, the Raft RPC routes behind
+//!   the cluster secret, and the per-client rate limit.
+//! - `ws`: GraphQL over WebSocket, graphql-transport-ws and the legacy graphql-ws, as negotiated.
+//! - `persisted`: Apollo's automatic persisted queries, a bounded cache per node.
+//! - `playground`: GraphiQL at `/`, its built files embedded (`node/assets/graphiql/`).
 //! - `metrics`: Prometheus metrics.
 //!
 //! The node depends on schema and raft; nothing depends on it.
