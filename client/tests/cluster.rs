@@ -285,4 +285,30 @@ async fn a_session_reads_its_own_writes_and_never_goes_back_on_any_node() {
         .expect("bounded")
         .expect_err("no node has that index");
     assert_eq!(refused.code(), "UNAVAILABLE", "{refused}");
+
+    // Phase 4: the cli carries the session across runs in a file: a reservation through one
+    // node, then a LOCAL check through another, each a separate process.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let session = dir.path().join("session");
+    let cli = |node: usize, args: &[&str]| {
+        let mut all = vec!["--nodes".to_owned(), cluster.url(node), "--json".to_owned(), "--session".to_owned()];
+        all.push(session.display().to_string());
+        all.extend(args.iter().map(|a| a.to_string()));
+        async move { tokio::process::Command::new(env!("CARGO_BIN_EXE_cli")).args(all).output().await.expect("cli") }
+    };
+    for n in 0..10 {
+        let name = format!("clisess{n}");
+        let out = cli(n % 3, &["reserve", &name]).await;
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+        let saved: u64 = std::fs::read_to_string(&session).expect("session file").trim().parse().expect("an index");
+        assert!(saved > 0);
+        let out = cli((n + 1) % 3, &["check", &name, "--local"]).await;
+        let seen: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        assert_eq!(seen["usernameAvailability"]["status"], "RESERVED", "{name}: {seen}");
+    }
+
+    // Phase 5: `cli schema` prints the SDL codegen tools take.
+    let out = cli(1, &["schema"]).await;
+    let sdl: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert!(sdl["schema"].as_str().is_some_and(|s| s.contains("type Query")), "{sdl}");
 }

@@ -173,8 +173,12 @@ impl UsernameMutation {
         &self,
         ctx: &Context<'_>,
         name: String,
-        #[graphql(default = 300)] ttl_seconds: i32,
+        // Nullable, not `Int! = 300`: a client that declares `$ttl: Int` and leaves it unset
+        // sends no value, which async-graphql passes on as null rather than as "absent", and
+        // the default must apply then too.
+        ttl_seconds: Option<i32>,
     ) -> Result<Reservation, Error> {
+        let ttl_seconds = ttl_seconds.unwrap_or(RESERVATION_TTL_DEFAULT_SECS);
         if !(1..=RESERVATION_TTL_MAX_SECS).contains(&ttl_seconds) {
             return Err(invalid("ttlSeconds", format!("must be 1 to {RESERVATION_TTL_MAX_SECS}, got {ttl_seconds}")));
         }
