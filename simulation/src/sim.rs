@@ -246,6 +246,17 @@ struct Session {
     held: BTreeMap<String, String>,
 }
 
+/// Whether a request carries the session's index as `atLeastIndex`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Floor {
+    /// It does, as the typed client sends it: LOCAL reads and writes.
+    Session,
+    /// It does not: LINEARIZABLE reads need no floor, and one would hide a stale linearizable
+    /// read (`--inject stale-read`) behind the session's own history, where the history checker
+    /// must see it.
+    None,
+}
+
 /// How a client operation's last attempt went, with the session's view of it.
 struct Attempted {
     answer: Answer,
@@ -562,9 +573,9 @@ async fn sleep_ms(ms: u64) {
 }
 
 /// Sends `query` to up to `ATTEMPTS_MAX` random nodes until one answers in a way worth keeping,
-/// in client `c`'s session: each attempt carries the session's index as `atLeastIndex`, and
-/// each answer raises it. `retry_uncertain`: also retry when an attempt may have taken effect
-/// (safe for idempotent operations only).
+/// in client `c`'s session: each answer raises the session's index, and each attempt carries it
+/// as `atLeastIndex` unless `Floor::None`. `retry_uncertain`: also retry when an attempt may have
+/// taken effect (safe for idempotent operations only).
 async fn attempt(
     rng: &mut StdRng,
     shared: &SharedRef,
@@ -572,6 +583,7 @@ async fn attempt(
     query: &str,
     token: Option<&str>,
     retry_uncertain: bool,
+    floor_of: Floor,
 ) -> Attempted {
     let nodes = shared.borrow().cfg.nodes;
     let mut tried = Vec::new();
@@ -581,7 +593,10 @@ async fn attempt(
     for i in 0..ATTEMPTS_MAX {
         let node = rng.random_range(1..=nodes);
         tried.push(format!("n{node}"));
-        floor = shared.borrow().sessions[c].mark;
+        floor = match floor_of {
+            Floor::Session => shared.borrow().sessions[c].mark,
+            Floor::None => 0,
+        };
         last = request_at(&node_addr(node), query, token, floor, REQUEST_TIMEOUT).await;
         if let Some(high) = last.1.high() {
             let mut s = shared.borrow_mut();
@@ -699,7 +714,7 @@ async fn claim(rng: &mut StdRng, shared: &SharedRef, c: usize) {
     let key = Key::Name(raft::names::canonical(&name));
     let q = format!("mutation {{ reserveUsername(name: {}, ttlSeconds: 3600) {{ token }} }}", lit(&name));
     let (call, call_ms) = (shared.borrow_mut().history.tick(), sim_ms());
-    let at = attempt(rng, shared, c, &q, None, false).await;
+    let at = attempt(rng, shared, c, &q, None, false, Floor::Session).await;
     let (answer, uncertain, tried) = (&at.answer, at.uncertain, &at.tried);
     let output = match answer.code() {
         _ if matches!(answer, Answer::Data(_)) => Output::Claimed,
@@ -723,7 +738,8 @@ async fn check_name(rng: &mut StdRng, shared: &SharedRef, c: usize, linearizable
     let consistency = if linearizable { "LINEARIZABLE" } else { "LOCAL" };
     let q = format!("{{ usernameAvailability(name: {}, consistency: {consistency}) {{ status }} }}", lit(&name));
     let (call, call_ms) = (shared.borrow_mut().history.tick(), sim_ms());
-    let at = attempt(rng, shared, c, &q, None, true).await;
+    let floor = if linearizable { Floor::None } else { Floor::Session };
+    let at = attempt(rng, shared, c, &q, None, true, floor).await;
     let Some(output) = status_of(&at.answer, "usernameAvailability").as_deref().and_then(held_or_free) else {
         return;
     };
@@ -764,7 +780,8 @@ async fn purchase(rng: &mut StdRng, shared: &SharedRef, c: usize, token: &str, s
     let q = purchase_query(sale, quantity, &key);
     let (call, call_ms) = (shared.borrow_mut().history.tick(), sim_ms());
     // The idempotency key makes a retry after an uncertain attempt safe: it returns the first order.
-    let Attempted { answer, uncertain, tried, .. } = attempt(rng, shared, c, &q, Some(token), true).await;
+    let Attempted { answer, uncertain, tried, .. } =
+        attempt(rng, shared, c, &q, Some(token), true, Floor::Session).await;
     let note = format!("key {key} via {tried}");
     let mut s = shared.borrow_mut();
     match purchase_output(&answer) {
@@ -806,7 +823,8 @@ fn stock_of(answer: &Answer) -> Option<(u64, u64)> {
 
 async fn read_sale(rng: &mut StdRng, shared: &SharedRef, c: usize, sale: u64) {
     let (call, call_ms) = (shared.borrow_mut().history.tick(), sim_ms());
-    let Attempted { answer, tried, .. } = attempt(rng, shared, c, &sale_query(sale, "LINEARIZABLE"), None, true).await;
+    let Attempted { answer, tried, .. } =
+        attempt(rng, shared, c, &sale_query(sale, "LINEARIZABLE"), None, true, Floor::None).await;
     let Some((stock, sold)) = stock_of(&answer) else { return };
     shared.borrow_mut().history.record(
         c,
