@@ -298,8 +298,11 @@ impl Schemas {
     /// `__type` is not parsed here at all.
     pub fn route(&self, request: &mut async_graphql::Request) -> &AppSchema {
         let may_introspect = request.query.contains("__schema") || request.query.contains("__type");
+        if !may_introspect {
+            return &self.main;
+        }
         match request.parsed_query() {
-            Ok(doc) if may_introspect && schema::is_introspection(doc) => &self.introspection,
+            Ok(doc) if schema::is_introspection(doc) => &self.introspection,
             _ => &self.main,
         }
     }
