@@ -105,7 +105,9 @@ pub async fn serve(
     };
     let init_deadline = tokio::time::sleep(Duration::from_millis(WS_CONNECTION_INIT_TIMEOUT_MS));
     tokio::pin!(init_deadline);
-    let mut keepalive = tokio::time::interval(Duration::from_millis(WS_LEGACY_KEEPALIVE_MS));
+    // The first `ka` goes with the ack; the interval's first tick is one period later.
+    let period = Duration::from_millis(WS_LEGACY_KEEPALIVE_MS);
+    let mut keepalive = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let close = loop {
         let acked = conn.data.is_some();
