@@ -194,7 +194,7 @@ async fn graphql(
     let token = bearer(&headers);
     match batch {
         BatchRequest::Single(request) => {
-            let response = execute(&state, request.data(token), false).await;
+            let response = execute(&state, request.data(token)).await;
             encode(&state, media, media.status(&response), &response)
         }
         BatchRequest::Batch(items) if items.len() > BATCH_REQUESTS_MAX => refuse(
@@ -202,7 +202,7 @@ async fn graphql(
             &format!("a batch may hold at most {BATCH_REQUESTS_MAX} operations, got {}", items.len()),
         ),
         BatchRequest::Batch(items) => {
-            let runs = items.into_iter().map(|r| execute(&state, r.data(token.clone()), false));
+            let runs = items.into_iter().map(|r| execute(&state, r.data(token.clone())));
             let responses = futures::future::join_all(runs).await;
             encode(&state, media, StatusCode::OK, &responses)
         }
@@ -230,54 +230,44 @@ async fn graphql_get(
         };
     }
     let media = Media::of(&parts.headers);
-    let refuse = |status, code, message: &str| {
+    let refuse = |status: Option<StatusCode>, code, message: &str| {
         let response = async_graphql::Response::from_errors(vec![server_error(code, message)]);
-        let mut resp = encode(&state, media, status, &response);
-        if status == StatusCode::METHOD_NOT_ALLOWED {
+        let mut resp = encode(&state, media, status.unwrap_or_else(|| media.status(&response)), &response);
+        if status == Some(StatusCode::METHOD_NOT_ALLOWED) {
             resp.headers_mut().insert(header::ALLOW, header::HeaderValue::from_static("POST"));
         }
         resp
     };
     if !state.limiter.allow(peer.ip()) {
         state.metrics.rate_limited();
-        let status = if media == Media::Json { StatusCode::OK } else { StatusCode::TOO_MANY_REQUESTS };
-        return refuse(status, schema::error::code::RATE_LIMITED, "too many requests from this client; slow down");
+        return refuse(None, schema::error::code::RATE_LIMITED, "too many requests from this client; slow down");
     }
     let query = parts.uri.query().unwrap_or_default();
-    let request = match async_graphql::http::parse_query_string(query) {
-        Ok(r) => r,
-        Err(e) => {
-            let status = if media == Media::Json { StatusCode::OK } else { StatusCode::BAD_REQUEST };
-            return refuse(status, schema::error::code::INVALID_INPUT, &format!("unreadable query string: {e}"));
-        }
+    let mut request = match async_graphql::http::parse_query_string(query) {
+        Ok(r) => r.data(bearer(&parts.headers)),
+        Err(e) => return refuse(None, schema::error::code::INVALID_INPUT, &format!("unreadable query string: {e}")),
     };
-    let response = execute(&state, request.data(bearer(&parts.headers)), true).await;
-    let mutation = response.errors.iter().any(|e| e.message == MUTATION_OVER_GET);
-    let status = if mutation { StatusCode::METHOD_NOT_ALLOWED } else { media.status(&response) };
-    let mut resp = encode(&state, media, status, &response);
-    if mutation {
-        resp.headers_mut().insert(header::ALLOW, header::HeaderValue::from_static("POST"));
+    if let Err(e) = state.persisted.resolve(&mut request) {
+        let response = async_graphql::Response::from_errors(vec![e]);
+        return encode(&state, media, media.status(&response), &response);
     }
-    resp
+    // Only a query may come by GET (the GraphQL-over-HTTP specification); a document that does
+    // not parse is left to the executor to report.
+    let name = request.operation_name.clone();
+    if request.parsed_query().is_ok_and(|doc| !is_query(doc, name.as_deref())) {
+        return refuse(Some(StatusCode::METHOD_NOT_ALLOWED), schema::error::code::INVALID_INPUT, MUTATION_OVER_GET);
+    }
+    let response = state.schemas.route(&mut request).execute(request).await;
+    encode(&state, media, media.status(&response), &response)
 }
 
 const MUTATION_OVER_GET: &str = "only queries may be sent with GET; send mutations and subscriptions with POST";
 
-/// Runs one request: resolves an automatic persisted query, refuses anything but a query when
-/// it came by `GET`, and sends an introspection-only request to the introspection schema
-/// (deeper limits, nothing but introspection), everything else to the main one.
-async fn execute(state: &AppState, mut request: async_graphql::Request, read_only: bool) -> async_graphql::Response {
+/// Runs one POSTed request: resolves an automatic persisted query, then runs it on the schema
+/// [`Schemas::route`] picks.
+async fn execute(state: &AppState, mut request: async_graphql::Request) -> async_graphql::Response {
     if let Err(e) = state.persisted.resolve(&mut request) {
         return async_graphql::Response::from_errors(vec![e]);
-    }
-    if read_only {
-        let name = request.operation_name.clone();
-        if let Ok(doc) = request.parsed_query() {
-            if !is_query(doc, name.as_deref()) {
-                let error = server_error(schema::error::code::INVALID_INPUT, MUTATION_OVER_GET);
-                return async_graphql::Response::from_errors(vec![error]);
-            }
-        }
     }
     state.schemas.route(&mut request).execute(request).await
 }

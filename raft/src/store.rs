@@ -368,8 +368,10 @@ impl Store {
         let response = responses.pop().ok_or_else(|| StoreError::internal("no response for a proposal"))?;
         let waited = std::time::Instant::now();
         let deadline = deadline.max(Instant::now() + Duration::from_millis(APPLY_WAIT_AFTER_WRITE_MIN_MS));
-        let caught_up =
-            self.inner.config.inject.stale_session || self.wait_applied_until(index, deadline).await.is_ok();
+        // The leader (and a follower that is already there) skips the timer.
+        let caught_up = self.inner.config.inject.stale_session
+            || self.applied_at_least(index).is_some()
+            || self.wait_applied_until(index, deadline).await.is_ok();
         self.inner.stats.stages.apply_wait.since(waited);
         let applied_index = *self.inner.sm.applied_index().borrow();
         if !caught_up {
@@ -378,9 +380,9 @@ impl Store {
         Ok(Written { response, index, applied_index, caught_up })
     }
 
-    /// Waits until this node has applied at least `index`, for at most the read timeout: a request that
-    /// carries a client's high-water index (`atLeastIndex`) is served only once this node has
-    /// caught up to it, so a client never reads a state older than one it has already seen.
+    /// Waits until this node has applied at least `index`, for at most the read timeout: a
+    /// request that carries a client's high-water index (`atLeastIndex`) is served only once this
+    /// node has caught up to it, so a client never reads a state older than one it has already seen.
     /// Returns the applied index; UNAVAILABLE with a retry hint when this node does not get
     /// there in time (it is partitioned or far behind: another node may serve).
     pub async fn wait_applied(&self, index: u64) -> Result<u64, StoreError> {
