@@ -44,7 +44,7 @@ pub struct Config {
     /// This node's id (from 1).
     #[arg(long, env = "NODE_ID", default_value_t = 1)]
     pub id: u64,
-    /// Address to serve GraphQL, the playground, health and Raft RPC on.
+    /// Address to serve GraphQL, GraphiQL, health and Raft RPC on.
     #[arg(long, env = "NODE_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: String,
     /// Address peers and clients reach this node at (defaults to --listen).

@@ -1,4 +1,4 @@
-//! The HTTP surface on the node's one port: GraphQL (POST and WebSocket), the playground,
+//! The HTTP surface on the node's one port: GraphQL (POST, GET and WebSocket), GraphiQL,
 //! health, readiness, metrics, and the Raft RPC routes.
 
 use std::collections::HashMap;

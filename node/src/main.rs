@@ -18,7 +18,7 @@ async fn main() -> anyhow::Result<()> {
     let listener =
         tokio::net::TcpListener::bind(&config.listen).await.with_context(|| format!("bind {}", config.listen))?;
     if config.peers.is_empty() && config.join.is_none() {
-        tracing::info!("one-node cluster; GraphQL playground at http://{}/", config.listen);
+        tracing::info!("one-node cluster; GraphiQL at http://{}/", config.listen);
     }
     node::run(config, listener, shutdown_signal()).await
 }
