@@ -48,6 +48,12 @@ pub enum EventPayload {
     ChatMessage(Message),
     /// A tweet was posted (on [`TWEETS_TOPIC`]).
     Tweet(crate::state_machine::tweets::Tweet),
+    /// An account was deleted (on [`ACCOUNTS_TOPIC`]). Nobody subscribes to it: it is there to
+    /// wake every subscription, so that those of the deleted account end at once.
+    AccountDeleted {
+        /// The account.
+        user_id: u64,
+    },
 }
 
 /// One event of the feed.
@@ -72,6 +78,9 @@ pub fn sale_topic(sale_id: u64) -> String {
 pub fn chat_topic(chat_id: u64) -> String {
     format!("chat/{chat_id}")
 }
+
+/// The topic of account deletions.
+pub const ACCOUNTS_TOPIC: &str = "accounts";
 
 /// The one topic every new tweet is emitted on. `timelineUpdates` follows it and keeps the
 /// tweets of authors the viewer follows, read from the `follows` table in the same view: one

@@ -1,14 +1,17 @@
 //! Node-to-node RPC: openraft's network over HTTP, plus the forwarding and read-index calls.
 //!
-//! Every RPC is `POST http://{addr}/raft/{name}` with a JSON body and the cluster secret in the
-//! [`CLUSTER_SECRET_HEADER`]; the answer is a JSON `Result`. The byte-moving part is a
-//! [`Transport`] so a simulation can put its own network underneath the same code.
+//! Every RPC is `POST http://{addr}/raft/{name}` with a JSON body, signed with the cluster secret
+//! ([`crate::peer_auth`]: the secret itself never travels); the answer is a JSON `Result`. The
+//! byte-moving part is a [`Transport`] so a simulation can put its own network underneath the
+//! same code.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::error::{
+    InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError, Unreachable,
+};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
@@ -18,11 +21,16 @@ use openraft::BasicNode;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::peer_auth::{PeerAuth, SIGNATURE_HEADER};
 use crate::stages::Stages;
 use crate::types::{NodeId, TypeConfig};
 
-/// The header that carries the cluster secret on every `/raft/` request.
-pub const CLUSTER_SECRET_HEADER: &str = "x-cluster-secret";
+/// Most bytes of one append RPC's body. openraft gives an append one heartbeat interval to
+/// answer; a body it cannot move, decode and persist in that time is re-sent forever, and the
+/// leader loses its quorum. Past this, the network tells openraft `PayloadTooLarge` with the
+/// number of entries that do fit, and it sends fewer (a follower's HTTP 413 does the same).
+/// Entries are at most [`crate::proposer::PROPOSAL_BATCH_BYTES_MAX`], so one always fits.
+pub const APPEND_BYTES_MAX: usize = 4 * 1024 * 1024;
 
 /// How long a forwarded proposal or read-index request may take before the caller gives up.
 pub const FORWARD_TIMEOUT_MS: u64 = 3_000;
@@ -52,32 +60,44 @@ pub enum TransportError {
 
 /// Moves one request body to a peer and brings the answer back.
 pub trait Transport: Send + Sync + 'static {
-    /// POSTs `body` to `http://{addr}/raft/{rpc}` with the cluster secret.
+    /// POSTs `body` to `http://{addr}/raft/{rpc}`, signed for node `to` (0 when its id is not
+    /// known yet: `join` and `status` only) with [`sign`].
     fn post(
         &self,
         addr: &str,
         rpc: &str,
+        to: NodeId,
         body: Vec<u8>,
         timeout: Duration,
     ) -> BoxFuture<'static, Result<Vec<u8>, TransportError>>;
 }
 
+/// The [`SIGNATURE_HEADER`] value of a request, stamped with this machine's clock.
+pub fn sign(auth: &PeerAuth, rpc: &str, to: NodeId, body: &[u8]) -> (&'static str, String) {
+    let now_ms =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+    (SIGNATURE_HEADER, auth.sign(rpc, to, body, now_ms))
+}
+
 /// The production transport: HTTP/1.1 through a pooled reqwest client.
 pub struct HttpTransport {
     client: reqwest::Client,
-    secret: String,
+    auth: PeerAuth,
 }
 
 impl HttpTransport {
-    /// A transport that presents `secret` to peers.
+    /// A transport that signs with the cluster secret `secret`.
     pub fn new(secret: String) -> Self {
         let client = reqwest::Client::builder()
             .pool_max_idle_per_host(32)
             .tcp_nodelay(true)
             .connect_timeout(Duration::from_millis(500))
+            // A peer's answer is never a redirect; following one would send a signed request
+            // (and its body) to wherever a member's address points it.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap_or_default();
-        HttpTransport { client, secret }
+        HttpTransport { client, auth: PeerAuth::new(secret.as_bytes(), 0) }
     }
 }
 
@@ -86,13 +106,15 @@ impl Transport for HttpTransport {
         &self,
         addr: &str,
         rpc: &str,
+        to: NodeId,
         body: Vec<u8>,
         timeout: Duration,
     ) -> BoxFuture<'static, Result<Vec<u8>, TransportError>> {
+        let (name, signature) = sign(&self.auth, rpc, to, &body);
         let req = self
             .client
             .post(format!("http://{addr}/raft/{rpc}"))
-            .header(CLUSTER_SECRET_HEADER, &self.secret)
+            .header(name, signature)
             .header("content-type", "application/json")
             .timeout(timeout)
             .body(body);
@@ -115,16 +137,28 @@ impl Transport for HttpTransport {
     }
 }
 
-/// Sends a typed request and decodes the typed answer.
+/// Sends a typed request to node `to` (0: whoever answers at `addr`) and decodes the answer.
 pub(crate) async fn call<Req: Serialize, Resp: DeserializeOwned>(
     transport: &dyn Transport,
     addr: &str,
     rpc: &str,
+    to: NodeId,
     req: &Req,
     timeout: Duration,
 ) -> Result<Resp, TransportError> {
     let body = serde_json::to_vec(req).map_err(|e| TransportError::Decode(e.to_string()))?;
-    let bytes = transport.post(addr, rpc, body, timeout).await?;
+    call_encoded(transport, addr, rpc, to, body, timeout).await
+}
+
+async fn call_encoded<Resp: DeserializeOwned>(
+    transport: &dyn Transport,
+    addr: &str,
+    rpc: &str,
+    to: NodeId,
+    body: Vec<u8>,
+    timeout: Duration,
+) -> Result<Resp, TransportError> {
+    let bytes = transport.post(addr, rpc, to, body, timeout).await?;
     serde_json::from_slice(&bytes).map_err(|e| TransportError::Decode(e.to_string()))
 }
 
@@ -223,11 +257,33 @@ impl Connection {
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
+        let body = serde_json::to_vec(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        self.rpc_encoded(name, body, option, 1).await
+    }
+
+    /// `entries`: how many log entries the body carries, for the hint of a follower's 413.
+    async fn rpc_encoded<Resp, E>(
+        &self,
+        name: &str,
+        body: Vec<u8>,
+        option: &RPCOption,
+        entries: usize,
+    ) -> Result<Resp, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>
+    where
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
         let answer: Result<Resp, RaftError<NodeId, E>> =
-            call(self.transport.as_ref(), &self.addr, name, req, option.hard_ttl()).await.map_err(|e| match e {
-                TransportError::Unreachable(_) => RPCError::Unreachable(Unreachable::new(&e)),
-                _ => RPCError::Network(NetworkError::new(&e)),
-            })?;
+            call_encoded(self.transport.as_ref(), &self.addr, name, self.target, body, option.hard_ttl())
+                .await
+                .map_err(|e| match e {
+                    TransportError::Unreachable(_) => RPCError::Unreachable(Unreachable::new(&e)),
+                    // The peer's body limit is lower than ours: send fewer entries.
+                    TransportError::Status { status: 413, .. } if entries > 1 => {
+                        RPCError::PayloadTooLarge(PayloadTooLarge::new_entries_hint((entries / 2) as u64))
+                    }
+                    _ => RPCError::Network(NetworkError::new(&e)),
+                })?;
         answer
             .map_err(|e| RPCError::RemoteError(RemoteError::new_with_node(self.target, BasicNode::new(&self.addr), e)))
     }
@@ -240,7 +296,11 @@ impl RaftNetwork<TypeConfig> for Connection {
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
         let started = std::time::Instant::now();
-        let answer = self.rpc("append", &rpc, &option).await;
+        let body = serde_json::to_vec(&rpc).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        if body.len() > APPEND_BYTES_MAX && rpc.entries.len() > 1 {
+            return Err(RPCError::PayloadTooLarge(PayloadTooLarge::new_entries_hint(entries_that_fit(&rpc))));
+        }
+        let answer = self.rpc_encoded("append", body, &option, rpc.entries.len()).await;
         self.stages.replicate_rpc.since(started);
         answer
     }
@@ -260,5 +320,93 @@ impl RaftNetwork<TypeConfig> for Connection {
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
         self.rpc("vote", &rpc, &option).await
+    }
+}
+
+/// How many of an append's first entries fit in [`APPEND_BYTES_MAX`] (at least one: an entry is
+/// never larger than that).
+fn entries_that_fit(rpc: &AppendEntriesRequest<TypeConfig>) -> u64 {
+    let mut bytes = 0;
+    let mut fit = 0u64;
+    for entry in &rpc.entries {
+        bytes += crate::store::encoded_len(entry);
+        if bytes > APPEND_BYTES_MAX {
+            break;
+        }
+        fit += 1;
+    }
+    fit.max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::Command;
+    use crate::types::{Batch, Entry, Proposal};
+    use openraft::{CommittedLeaderId, EntryPayload, LogId};
+
+    /// A transport whose peer refuses every body with 413, as a follower with a lower body
+    /// limit does, and counts the calls.
+    struct TooLarge(std::sync::atomic::AtomicUsize);
+
+    impl Transport for TooLarge {
+        fn post(
+            &self,
+            _: &str,
+            _: &str,
+            _: NodeId,
+            _: Vec<u8>,
+            _: Duration,
+        ) -> BoxFuture<'static, Result<Vec<u8>, TransportError>> {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Box::pin(async { Err(TransportError::Status { status: 413, body: "too large".into() }) })
+        }
+    }
+
+    fn entry(index: u64, bytes: usize) -> Entry {
+        let command =
+            Command::ReserveUsername { name: "x".repeat(bytes), canonical: "x".into(), token: "t".into(), ttl_ms: 1 };
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Normal(Batch(vec![Proposal { at_ms: 0, command }])),
+        }
+    }
+
+    fn append(entries: Vec<Entry>) -> AppendEntriesRequest<TypeConfig> {
+        AppendEntriesRequest {
+            vote: openraft::Vote::new_committed(1, 1),
+            prev_log_id: None,
+            entries,
+            leader_commit: None,
+        }
+    }
+
+    // An append over APPEND_BYTES_MAX is never sent: openraft is told how many entries fit. A
+    // follower's 413 tells it to send half. Either way it shrinks the batch, where a network
+    // error would make it re-send the same bytes forever.
+    #[tokio::test]
+    async fn oversized_appends_come_back_as_payload_too_large() {
+        let transport = Arc::new(TooLarge(Default::default()));
+        let mut conn =
+            Connection { transport: transport.clone(), stages: Arc::default(), target: 2, addr: "peer:1".into() };
+        let option = RPCOption::new(Duration::from_millis(100));
+        // Phase 1: five entries of a little over 1 MiB: three fit in 4 MiB, and nothing is sent.
+        let big: Vec<Entry> = (1..=5).map(|i| entry(i, 1024 * 1024 + 100)).collect();
+        match conn.append_entries(append(big), option.clone()).await {
+            Err(RPCError::PayloadTooLarge(p)) => assert_eq!(p.entries_hint(), 3),
+            other => panic!("expected PayloadTooLarge, got {other:?}"),
+        }
+        assert_eq!(transport.0.load(std::sync::atomic::Ordering::Relaxed), 0, "nothing was sent");
+        // Phase 2: small entries go out; the peer's 413 asks for half of them.
+        let small: Vec<Entry> = (1..=8).map(|i| entry(i, 10)).collect();
+        match conn.append_entries(append(small), option.clone()).await {
+            Err(RPCError::PayloadTooLarge(p)) => assert_eq!(p.entries_hint(), 4),
+            other => panic!("expected PayloadTooLarge, got {other:?}"),
+        }
+        // Phase 3: one entry that is still refused is a plain network error (nothing to shrink).
+        match conn.append_entries(append(vec![entry(1, 10)]), option).await {
+            Err(RPCError::Network(_)) => {}
+            other => panic!("expected a network error, got {other:?}"),
+        }
     }
 }

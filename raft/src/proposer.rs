@@ -18,8 +18,17 @@ use tokio::time::Instant;
 use crate::store::{Inner, StoreError};
 use crate::types::{Batch, BatchResponse, Proposal};
 
-/// Most commands in one log entry. Bounds entry size (and so replication message size).
+/// Most commands in one log entry.
 pub const PROPOSAL_BATCH_MAX: usize = 512;
+/// Most bytes of commands (as encoded in the log) in one log entry. With
+/// [`crate::network::APPEND_BYTES_MAX`] this bounds what one append RPC carries, so that an
+/// entry always reaches a follower within the append timeout (openraft's is the heartbeat
+/// interval): an entry that could not would be re-sent forever and cost the leader its quorum.
+/// A command alone is at most [`COMMAND_BYTES_MAX`], so one always fits.
+pub const PROPOSAL_BATCH_BYTES_MAX: usize = 1024 * 1024;
+/// Most bytes one command may take in the log. The GraphQL layer's argument limits keep every
+/// real command far below this; it is the store's own guard, checked before anything is queued.
+pub const COMMAND_BYTES_MAX: usize = 512 * 1024;
 /// Batches proposed but not yet applied. More overlaps replication with the next append; fewer
 /// makes batches larger, and every entry costs a redb write transaction on each node, an
 /// append RPC per follower and an apply run, so on CPU-bound nodes fewer is faster.
@@ -45,6 +54,8 @@ pub(crate) struct Pending {
     pub deadline: Instant,
     /// When it joined the queue, for the `propose_queue` stage.
     pub queued: std::time::Instant,
+    /// The proposals' encoded size, for [`PROPOSAL_BATCH_BYTES_MAX`].
+    pub bytes: usize,
 }
 
 /// The sending half; the batching task ends when it is dropped.
@@ -54,7 +65,16 @@ pub(crate) type ProposerTx = mpsc::Sender<Pending>;
 pub(crate) fn spawn(inner: Weak<Inner>, mut rx: mpsc::Receiver<Pending>) {
     tokio::spawn(async move {
         let slots = Arc::new(Semaphore::new(PROPOSAL_BATCHES_IN_FLIGHT_MAX));
-        while let Some(first) = rx.recv().await {
+        // A proposal that would have pushed the previous batch past its byte cap starts the next.
+        let mut carried: Option<Pending> = None;
+        loop {
+            let first = match carried.take() {
+                Some(p) => p,
+                None => match rx.recv().await {
+                    Some(p) => p,
+                    None => return,
+                },
+            };
             // Wait for a pipeline slot before cutting the batch: whatever arrives meanwhile joins.
             let permit = match tokio::time::timeout_at(first.deadline, slots.clone().acquire_owned()).await {
                 Ok(Ok(p)) => p,
@@ -70,11 +90,17 @@ pub(crate) fn spawn(inner: Weak<Inner>, mut rx: mpsc::Receiver<Pending>) {
             };
             let mut deadline = first.deadline;
             let mut count = first.proposals.len();
+            let mut bytes = first.bytes;
             let mut pending = vec![first];
             while count < PROPOSAL_BATCH_MAX {
                 match rx.try_recv() {
+                    Ok(p) if bytes + p.bytes > PROPOSAL_BATCH_BYTES_MAX => {
+                        carried = Some(p);
+                        break;
+                    }
                     Ok(p) => {
                         count += p.proposals.len();
+                        bytes += p.bytes;
                         deadline = deadline.min(p.deadline);
                         pending.push(p);
                     }

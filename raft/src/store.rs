@@ -18,7 +18,7 @@ use crate::command::{Command, Response};
 use crate::inject::Inject;
 use crate::log_store::LogStore;
 use crate::network::{self, ForwardError, JoinRequest, Network, PeerStatus, Transport, TransportError};
-use crate::proposer::{self, Pending, ProposerTx, PROPOSALS_QUEUED_MAX};
+use crate::proposer::{self, Pending, ProposerTx, COMMAND_BYTES_MAX, PROPOSALS_QUEUED_MAX};
 use crate::read_index::SharedRounds;
 use crate::stages::Stages;
 use crate::state_machine::{ReadView, SmError, StateMachine};
@@ -45,6 +45,10 @@ pub enum StoreError {
         /// True when the command may still commit later (it reached a leader's log).
         outcome_unknown: bool,
     },
+    /// The request itself cannot be served as sent (a command over [`COMMAND_BYTES_MAX`]):
+    /// nothing was proposed, and the same request will fail again.
+    #[error("{0}")]
+    Invalid(String),
     /// A failure a retry will not fix.
     #[error("internal error: {0}")]
     Internal(String),
@@ -78,6 +82,13 @@ pub enum Consistency {
     /// This node's applied state, at once. May lag the leader; the answer says how far it got.
     Local,
 }
+
+/// How far from the leader's own clock the time stamped on a forwarded proposal may be. State
+/// machine time never goes back (apply takes the largest stamp so far), so one node with a
+/// clock hours ahead would otherwise move every node's time forward for good: reservations
+/// would expire and sales end early everywhere. The leader clamps each forwarded stamp into
+/// [its clock - this, its clock + this]; NTP keeps real clocks far closer.
+pub const FORWARDED_CLOCK_SKEW_MAX_MS: i64 = 1_000;
 
 /// The least time a node waits to apply its own committed write before it answers, however
 /// long the commit took: a follower is normally a few milliseconds behind the leader.
@@ -251,6 +262,31 @@ fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
+/// The size of `value` encoded as JSON (as the log stores it), without building the encoding.
+pub(crate) fn encoded_len(value: &impl Serialize) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Encoding a command cannot fail (no maps with non-string keys); a failure counts as huge.
+    match serde_json::to_writer(&mut count, value) {
+        Ok(()) => count.0,
+        Err(_) => usize::MAX,
+    }
+}
+
+/// `at_ms` moved into [`FORWARDED_CLOCK_SKEW_MAX_MS`] of `now_ms`.
+pub(crate) fn clamp_stamp(at_ms: i64, now_ms: i64) -> i64 {
+    at_ms.clamp(now_ms.saturating_sub(FORWARDED_CLOCK_SKEW_MAX_MS), now_ms.saturating_add(FORWARDED_CLOCK_SKEW_MAX_MS))
+}
+
 impl Store {
     /// Opens the databases under `config.data_dir` and starts Raft. It does not join or form a
     /// cluster: call [`Store::bootstrap`] or [`Store::join`].
@@ -361,8 +397,14 @@ impl Store {
     #[tracing::instrument(level = "debug", name = "propose", skip_all)]
     pub async fn write_at(&self, proposal: Proposal) -> Result<Written, StoreError> {
         let started = std::time::Instant::now();
+        let bytes = encoded_len(&proposal);
+        if bytes > COMMAND_BYTES_MAX {
+            return Err(StoreError::Invalid(format!(
+                "the command takes {bytes} bytes in the log, over the limit of {COMMAND_BYTES_MAX}"
+            )));
+        }
         let deadline = Instant::now() + Duration::from_millis(self.inner.config.propose_timeout_ms);
-        let result = self.inner.enqueue(vec![proposal], deadline).await;
+        let result = self.inner.enqueue(vec![proposal], bytes, deadline).await;
         self.inner.stats.stages.propose.since(started);
         let BatchResponse { index, mut responses } = result?;
         let response = responses.pop().ok_or_else(|| StoreError::internal("no response for a proposal"))?;
@@ -437,6 +479,33 @@ impl Store {
         let value = f(&view)?;
         self.inner.stats.stages.read_local.since(started);
         Ok(Read { value, applied_index: view.applied_index })
+    }
+
+    /// [`Store::read`] with `f` run on a blocking thread: for reads that may walk many rows
+    /// (`searchTweets`), which must not hold an async worker, where Raft's heartbeats and every
+    /// other request run. Callers bound how many run at once.
+    pub async fn read_blocking<T: Send + 'static>(
+        &self,
+        consistency: Consistency,
+        f: impl FnOnce(&ReadView) -> Result<T, SmError> + Send + 'static,
+    ) -> Result<Read<T>, StoreError> {
+        if consistency == Consistency::Linearizable && !self.inner.config.inject.stale_read {
+            let started = std::time::Instant::now();
+            let barrier = self.linearizable_barrier().await;
+            self.inner.stats.stages.read_index.since(started);
+            barrier?;
+        }
+        let sm = self.inner.sm.clone();
+        let stages = self.inner.stats.stages.clone();
+        tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
+            let view = sm.read()?;
+            let value = f(&view)?;
+            stages.read_local.since(started);
+            Ok(Read { value, applied_index: view.applied_index })
+        })
+        .await
+        .map_err(|e| StoreError::internal(format!("read task: {e}")))?
     }
 
     /// Waits until this node has applied everything committed before the call.
@@ -525,7 +594,8 @@ impl Store {
         }
         for (id, addr) in peers.iter().filter(|(id, _)| **id != self.id()) {
             let status: Result<PeerStatus, _> =
-                network::call(self.inner.transport.as_ref(), addr, "status", &(), Duration::from_millis(500)).await;
+                network::call(self.inner.transport.as_ref(), addr, "status", *id, &(), Duration::from_millis(500))
+                    .await;
             if let Ok(s) = status {
                 if s.initialized {
                     tracing::warn!(
@@ -561,15 +631,17 @@ impl Store {
     /// Follows a leader redirect; retries until `attempts` run out.
     pub async fn join(&self, addr: &str, attempts: u32) -> Result<(), StoreError> {
         let req = JoinRequest { id: self.id(), addr: self.inner.config.advertise.clone() };
-        let mut target = addr.to_string();
+        // The member at `addr` is "whoever answers" (id 0) until it names the leader.
+        let (mut target, mut target_id) = (addr.to_string(), 0);
         let mut last = String::new();
         for _ in 0..attempts.max(1) {
             let r: Result<Result<(), ForwardError>, _> =
-                network::call(self.inner.transport.as_ref(), &target, "join", &req, Duration::from_secs(30)).await;
+                network::call(self.inner.transport.as_ref(), &target, "join", target_id, &req, Duration::from_secs(30))
+                    .await;
             match r {
                 Ok(Ok(())) => return Ok(()),
-                Ok(Err(ForwardError::NotLeader { leader: Some((_, leader_addr)) })) => {
-                    target = leader_addr;
+                Ok(Err(ForwardError::NotLeader { leader: Some((leader_id, leader_addr)) })) => {
+                    (target, target_id) = (leader_addr, leader_id);
                     continue;
                 }
                 Ok(Err(e)) => last = e.to_string(),
@@ -709,9 +781,14 @@ impl Inner {
     }
 
     /// Queues proposals for the batcher and waits for their responses, giving up at `deadline`.
-    async fn enqueue(&self, proposals: Vec<Proposal>, deadline: Instant) -> Result<BatchResponse, StoreError> {
+    async fn enqueue(
+        &self,
+        proposals: Vec<Proposal>,
+        bytes: usize,
+        deadline: Instant,
+    ) -> Result<BatchResponse, StoreError> {
         let (reply, rx) = oneshot::channel();
-        let pending = Pending { proposals, reply, deadline, queued: std::time::Instant::now() };
+        let pending = Pending { proposals, reply, deadline, queued: std::time::Instant::now(), bytes };
         match tokio::time::timeout_at(deadline, self.proposer.send(pending)).await {
             Ok(Ok(())) => {}
             Ok(Err(_)) => return Err(StoreError::unavailable("store is shutting down")),
@@ -723,7 +800,7 @@ impl Inner {
     /// A follower's batch, arrived at (what it believes is) the leader. It joins this node's
     /// queue so that it shares an entry with everything else queued here. A node that does not
     /// lead refuses at once, so the follower retries elsewhere rather than hop through us.
-    async fn accept_forwarded(&self, batch: Batch) -> Result<BatchResponse, ForwardError> {
+    async fn accept_forwarded(&self, mut batch: Batch) -> Result<BatchResponse, ForwardError> {
         let m = self.metrics();
         if m.state != ServerState::Leader {
             return Err(ForwardError::NotLeader { leader: self.leader().known() });
@@ -731,13 +808,20 @@ impl Inner {
         if self.quorum_is_stale(&m) {
             return Err(ForwardError::unavailable(format!("leader {} has lost touch with a quorum", self.config.id)));
         }
+        // The follower's clock is not ours to trust: see FORWARDED_CLOCK_SKEW_MAX_MS.
+        let now = now_ms();
+        for p in &mut batch.0 {
+            p.at_ms = clamp_stamp(p.at_ms, now);
+        }
+        // The follower cut its batch under the same byte cap, so it fits one entry.
+        let bytes = encoded_len(&batch);
         let deadline = Instant::now() + Duration::from_millis(self.config.propose_timeout_ms);
-        match self.enqueue(batch.0, deadline).await {
+        match self.enqueue(batch.0, bytes, deadline).await {
             Ok(responses) => Ok(responses),
             Err(StoreError::Unavailable { message, outcome_unknown, .. }) => {
                 Err(ForwardError::Unavailable { message, outcome_unknown })
             }
-            Err(StoreError::Internal(m)) => Err(ForwardError::Internal(m)),
+            Err(StoreError::Internal(m) | StoreError::Invalid(m)) => Err(ForwardError::Internal(m)),
         }
     }
 
@@ -813,13 +897,14 @@ impl Inner {
         loop {
             let result = match self.leader() {
                 Leader::Me => self.write_local(batch.clone(), deadline).await,
-                Leader::Other(_, addr) => {
+                Leader::Other(leader_id, addr) => {
                     let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(50));
                     let started = std::time::Instant::now();
                     let answer = network::call::<_, Result<BatchResponse, ForwardError>>(
                         self.transport.as_ref(),
                         &addr,
                         "forward",
+                        leader_id,
                         &batch,
                         left,
                     )
@@ -865,12 +950,13 @@ impl Inner {
                 Ok((read, _)) => Ok(read.map_or(0, |l| l.index)),
                 Err(e) => Err(StoreError::unavailable(format!("leadership not confirmed: {e}"))),
             },
-            Leader::Other(_, addr) => {
+            Leader::Other(leader_id, addr) => {
                 let timeout = Duration::from_millis(self.config.read_timeout_ms);
                 match network::call::<_, Result<u64, ForwardError>>(
                     self.transport.as_ref(),
                     &addr,
                     "read_index",
+                    leader_id,
                     &(),
                     timeout,
                 )

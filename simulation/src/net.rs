@@ -10,7 +10,9 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
-use raft::network::{Transport, TransportError, CLUSTER_SECRET_HEADER};
+use raft::network::{sign, Transport, TransportError};
+use raft::peer_auth::PeerAuth;
+use raft::NodeId;
 
 /// The port every simulated node serves on.
 pub const PORT: u16 = 8080;
@@ -92,13 +94,13 @@ pub async fn post(
 
 /// Node-to-node RPC over turmoil: the production `HttpTransport`'s contract on simulated TCP.
 pub struct SimTransport {
-    secret: String,
+    auth: PeerAuth,
 }
 
 impl SimTransport {
-    /// A transport that presents `secret` to peers.
+    /// A transport that signs with the cluster secret `secret`, as the real one does.
     pub fn new(secret: String) -> Self {
-        SimTransport { secret }
+        SimTransport { auth: PeerAuth::new(secret.as_bytes(), 0) }
     }
 }
 
@@ -107,18 +109,18 @@ impl Transport for SimTransport {
         &self,
         addr: &str,
         rpc: &str,
+        to: NodeId,
         body: Vec<u8>,
         timeout: Duration,
     ) -> BoxFuture<'static, Result<Vec<u8>, TransportError>> {
         let addr = addr.to_string();
         let path = format!("/raft/{rpc}");
-        let secret = self.secret.clone();
+        let signature = sign(&self.auth, rpc, to, &body);
         Box::pin(async move {
-            let (status, bytes) =
-                post(&addr, &path, &[(CLUSTER_SECRET_HEADER, secret)], body, timeout).await.map_err(|e| match e {
-                    NetError::Unreachable(m) => TransportError::Unreachable(m),
-                    NetError::NoAnswer(m) => TransportError::Timeout(m),
-                })?;
+            let (status, bytes) = post(&addr, &path, &[signature], body, timeout).await.map_err(|e| match e {
+                NetError::Unreachable(m) => TransportError::Unreachable(m),
+                NetError::NoAnswer(m) => TransportError::Timeout(m),
+            })?;
             if !(200..300).contains(&status) {
                 let body = String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned();
                 return Err(TransportError::Status { status, body });

@@ -305,6 +305,7 @@ fn node_config(cfg: &SimConfig, id: u64, dir: &Path, join: bool) -> node::Config
     c.cluster_secret = Some("simulation-cluster-secret-0123456789".into());
     c.jwt_secret = Some("simulation-jwt-secret-0123456789abcdef".into());
     c.rate_limit_per_sec = 0;
+    c.reservations_per_client_per_hour = 0;
     // Small snapshot spacing, so snapshots are built, sent and installed during a run.
     c.snapshot_logs = 150;
     c.logs_kept_after_snapshot = 20;

@@ -18,6 +18,11 @@ pub const DISPLAY_NAME_CHARS_MAX: usize = 50;
 pub const BIO_CHARS_MAX: usize = 500;
 /// Longest avatar URL, in bytes.
 pub const AVATAR_URL_BYTES_MAX: usize = 2_048;
+/// Most expired reservations and cooldowns one log entry's apply removes. Expired records are
+/// already free to claim (see [`check_claim`]); removing them keeps the `names` table from
+/// growing with every reservation ever made. Bounded so that an entry after a quiet spell does
+/// not stall apply; the rest go with the following entries.
+pub const NAMES_COLLECTED_PER_ENTRY_MAX: usize = 64;
 
 /// What the `names` table knows about a canonical name.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,7 +54,8 @@ pub fn format_ms(ms: i64) -> String {
 }
 
 /// Decides whether a record lets someone holding `token` claim the name at `now_ms`. Expired holds
-/// and cooldowns count as free: they are cleaned up lazily, by the next claim.
+/// and cooldowns count as free: apply removes them ([`collect_expired`]), and until it has, they
+/// read as if they were gone.
 pub fn check_claim(record: Option<&NameRecord>, now_ms: i64, token: Option<&str>) -> Result<(), DomainError> {
     match record {
         None => Ok(()),
@@ -85,7 +91,55 @@ pub(crate) fn reserve(
     }
     let expires_at_ms = now.saturating_add(ttl_ms);
     put_json(&mut t.names, canonical.as_bytes(), &NameRecord::Reserved { token: token.clone(), expires_at_ms })?;
+    expires(t, expires_at_ms, canonical)?;
     Ok(Response::Reserved { token, expires_at_ms })
+}
+
+fn expiry_key(at_ms: i64, canonical: &str) -> Vec<u8> {
+    let mut key = (at_ms.max(0) as u64).to_be_bytes().to_vec();
+    key.extend_from_slice(canonical.as_bytes());
+    key
+}
+
+/// Notes that the record of `canonical` ends at `at_ms`, for [`collect_expired`].
+fn expires(t: &mut Tables, at_ms: i64, canonical: &str) -> Result<(), SmError> {
+    t.name_expiry.insert(expiry_key(at_ms, canonical).as_slice(), [].as_slice())?;
+    Ok(())
+}
+
+/// A cooldown of `canonical` until `until_ms`.
+fn cool_down(t: &mut Tables, canonical: &str, until_ms: i64) -> Result<(), SmError> {
+    put_json(&mut t.names, canonical.as_bytes(), &NameRecord::Cooldown { until_ms })?;
+    expires(t, until_ms, canonical)
+}
+
+/// Removes up to [`NAMES_COLLECTED_PER_ENTRY_MAX`] reservations and cooldowns that ended at or
+/// before state machine time `now`, oldest first. Deterministic: it depends only on the state
+/// and the entry's time, so every node removes the same records at the same index. A record
+/// replaced since (a name re-reserved, claimed, or released again) is left alone; only its stale
+/// expiry row goes. Returns how many records it removed.
+pub(crate) fn collect_expired(t: &mut Tables, now: i64) -> Result<usize, SmError> {
+    use redb::ReadableTable as _;
+    let end = ((now.max(0) as u64).saturating_add(1)).to_be_bytes();
+    let mut due = Vec::new();
+    for item in t.name_expiry.range::<&[u8]>(..end.as_slice())?.take(NAMES_COLLECTED_PER_ENTRY_MAX) {
+        due.push(item?.0.value().to_vec());
+    }
+    let mut removed = 0;
+    for key in due {
+        t.name_expiry.remove(key.as_slice())?;
+        let Ok(canonical) = std::str::from_utf8(&key[8..]) else { continue };
+        let ended = match get_json::<NameRecord>(&t.names, canonical.as_bytes())? {
+            Some(NameRecord::Reserved { expires_at_ms, .. }) => expires_at_ms <= now,
+            Some(NameRecord::Cooldown { until_ms }) => until_ms <= now,
+            Some(NameRecord::Owned { .. }) | None => false,
+        };
+        if ended {
+            t.names.remove(canonical.as_bytes())?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
 }
 
 /// The fields of a new account, as carried by `Command::Register`.
@@ -210,8 +264,7 @@ pub(crate) fn change_username(
         if let Err(e) = check_claim(record.as_ref(), now, token.as_deref()) {
             return Ok(Response::Rejected(e));
         }
-        let until_ms = now.saturating_add(cooldown_ms);
-        put_json(&mut t.names, user.canonical.as_bytes(), &NameRecord::Cooldown { until_ms })?;
+        cool_down(t, &user.canonical, now.saturating_add(cooldown_ms))?;
         put_json(&mut t.names, canonical.as_bytes(), &NameRecord::Owned { user_id })?;
         user.canonical = canonical;
     }
@@ -228,8 +281,8 @@ pub(crate) fn delete_account(t: &mut Tables, now: i64, user_id: u64, cooldown_ms
     };
     t.users.remove(id_key(user_id).as_slice())?;
     t.credentials.remove(id_key(user_id).as_slice())?;
-    let until_ms = now.saturating_add(cooldown_ms);
-    put_json(&mut t.names, user.canonical.as_bytes(), &NameRecord::Cooldown { until_ms })?;
+    cool_down(t, &user.canonical, now.saturating_add(cooldown_ms))?;
+    t.emit(crate::events::ACCOUNTS_TOPIC.to_string(), now, crate::events::EventPayload::AccountDeleted { user_id });
     Ok(Response::Deleted { user_id })
 }
 

@@ -244,6 +244,7 @@ impl StateMachine {
                             clock = clock.max(p.at_ms);
                             out.push(apply_command(&mut t, clock, p.command, self.inject)?);
                         }
+                        accounts::collect_expired(&mut t, clock)?;
                         responses.push(BatchResponse { index: entry.log_id.index, responses: out });
                     }
                 }

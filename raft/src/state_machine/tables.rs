@@ -69,6 +69,10 @@ pub(crate) const EVENTS: StateTable = TableDefinition::new("events");
 /// seq -> topic: the feed in global order, so pruning the oldest events needs no scan.
 pub(crate) const EVENT_LOG: StateTable = TableDefinition::new("event_log");
 
+/// (expiry ms as big-endian u64, canonical name) -> empty: reservations and cooldowns by when
+/// they end, so apply collects the expired ones without a scan.
+pub(crate) const NAME_EXPIRY: StateTable = TableDefinition::new("name_expiry");
+
 /// Every table that is part of the replicated state, in snapshot order. A table missing here
 /// would silently diverge on a node that catches up from a snapshot.
 pub(crate) const STATE_TABLES: &[StateTable] = &[
@@ -99,6 +103,7 @@ pub(crate) const STATE_TABLES: &[StateTable] = &[
     SEARCH,
     EVENTS,
     EVENT_LOG,
+    NAME_EXPIRY,
 ];
 
 /// Bookkeeping that is not state: the last applied log id and the membership. Written in the
@@ -184,6 +189,7 @@ pub(crate) struct Tables<'txn> {
     pub search: BytesTable<'txn>,
     pub events: BytesTable<'txn>,
     pub event_log: BytesTable<'txn>,
+    pub name_expiry: BytesTable<'txn>,
     /// Events emitted by the commands applied so far in this batch, numbered at the end.
     pub pending_events: Vec<(String, i64, crate::events::EventPayload)>,
 }
@@ -218,6 +224,7 @@ impl<'txn> Tables<'txn> {
             search: txn.open_table(SEARCH)?,
             events: txn.open_table(EVENTS)?,
             event_log: txn.open_table(EVENT_LOG)?,
+            name_expiry: txn.open_table(NAME_EXPIRY)?,
             pending_events: Vec::new(),
         })
     }

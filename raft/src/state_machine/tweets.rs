@@ -29,6 +29,10 @@ use crate::names;
 /// Longest tweet, in grapheme clusters (what a reader sees as one character: an emoji with skin
 /// tone and joiners is one).
 pub const TWEET_GRAPHEMES_MAX: usize = 280;
+/// Longest tweet, in bytes. One grapheme cluster can carry any number of combining marks, so a
+/// count of clusters alone bounds nothing; 280 of the longest common clusters (a family emoji,
+/// 25 bytes) fit.
+pub const TWEET_BODY_BYTES_MAX: usize = 8 * 1024;
 /// Most accounts one user may follow. Bounds the k-way merge of a home timeline page.
 pub const FOLLOWING_MAX: u64 = 5_000;
 /// Longest hashtag or search word kept in an index, in bytes; longer ones are cut there, at a
@@ -64,6 +68,9 @@ pub struct Tweet {
 /// Checks a tweet body; the schema calls it as a fast path, apply as the rule. The count is in
 /// grapheme clusters (unicode-segmentation, deterministic for the version in Cargo.lock).
 pub fn check_tweet_body(body: &str) -> Result<(), String> {
+    if body.len() > TWEET_BODY_BYTES_MAX {
+        return Err(format!("must be at most {TWEET_BODY_BYTES_MAX} bytes, got {}", body.len()));
+    }
     let n = body.graphemes(true).count();
     if n == 0 || n > TWEET_GRAPHEMES_MAX || body.trim().is_empty() {
         return Err(format!("must be 1 to {TWEET_GRAPHEMES_MAX} characters and not blank, got {n}"));
@@ -522,6 +529,19 @@ impl ReadView {
     /// current candidate), then phrases checked on the candidate's body. Stops after
     /// [`SEARCH_ROWS_READ_MAX`] index rows with what it has, marked `capped`.
     pub fn search(&self, query: &SearchQuery, before: u64, limit: usize) -> Result<TweetPage, SmError> {
+        self.search_within(query, before, limit, SEARCH_ROWS_READ_MAX)
+    }
+
+    /// [`ReadView::search`] within a row budget of `rows_max` (at most [`SEARCH_ROWS_READ_MAX`]):
+    /// a request's searches share one budget, whatever their number.
+    pub fn search_within(
+        &self,
+        query: &SearchQuery,
+        before: u64,
+        limit: usize,
+        rows_max: usize,
+    ) -> Result<TweetPage, SmError> {
+        let rows_max = rows_max.min(SEARCH_ROWS_READ_MAX);
         let mut page = TweetPage::default();
         if before == 0 || limit == 0 || query.words.is_empty() {
             return Ok(page);
@@ -531,14 +551,14 @@ impl ReadView {
         let prefixes: Vec<Vec<u8>> = query.words.iter().map(|w| key(&[w.as_bytes(), &[0]])).collect();
         let mut at = before - 1;
         let mut ended = false;
-        'outer: while page.tweets.len() < limit && page.rows_read < SEARCH_ROWS_READ_MAX {
+        'outer: while page.tweets.len() < limit && page.rows_read < rows_max {
             // Every word's newest id at or below `at`; when they all agree, `at` is a hit.
             let mut agreed = 0;
             let mut i = 0;
             while agreed < prefixes.len() {
                 // The budget bounds the inner walk too: two common words that never meet would
                 // otherwise walk both lists to the end.
-                if page.rows_read >= SEARCH_ROWS_READ_MAX {
+                if page.rows_read >= rows_max {
                     break 'outer;
                 }
                 page.rows_read += 1;
@@ -602,6 +622,10 @@ mod tests {
         assert!(check_tweet_body(&family.repeat(TWEET_GRAPHEMES_MAX + 1)).is_err());
         assert!(check_tweet_body("").is_err());
         assert!(check_tweet_body("  \n").is_err());
+        // Phase 3: one grapheme with thousands of combining marks is over the byte limit.
+        let zalgo = format!("e{}", "\u{301}".repeat(TWEET_BODY_BYTES_MAX));
+        assert_eq!(zalgo.graphemes(true).count(), 1);
+        assert!(check_tweet_body(&zalgo).unwrap_err().contains("bytes"));
     }
 
     #[test]
