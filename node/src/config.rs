@@ -27,14 +27,23 @@ pub const WS_CONNECTION_INIT_TIMEOUT_MS: u64 = 3_000;
 /// How often a legacy `graphql-ws` socket gets a `ka` (keep-alive) message, which its clients
 /// use to tell a live connection from a dead one.
 pub const WS_LEGACY_KEEPALIVE_MS: u64 = 15_000;
+/// Most GraphQL WebSockets a node holds open. Each costs a task, buffers and a file descriptor;
+/// past this a node refuses upgrades with 429 and clients connect elsewhere.
+pub const WS_SOCKETS_MAX: usize = 50_000;
+/// Default of `--ws-sockets-per-client`: a browser holds one or two, a NAT of an office a few
+/// hundred.
+pub const WS_SOCKETS_PER_CLIENT_DEFAULT: usize = 1_000;
+/// Operations (subscriptions, queries, mutations) one socket may run at once.
+pub const WS_OPERATIONS_PER_SOCKET_MAX: usize = 100;
+/// How long a client may take to send a request body, from its first byte: a slow upload holds
+/// a connection and a task, and a real client sends 256 KiB in far less.
+pub const BODY_READ_TIMEOUT_MS: u64 = 10_000;
 /// Messages a WebSocket's operations may queue for sending before they wait for the socket.
 pub const WS_OUTGOING_QUEUED_MAX: usize = 64;
 /// Most automatic persisted queries a node keeps (oldest out first).
 pub const PERSISTED_QUERIES_MAX: usize = 10_000;
 /// Most bytes of query text those may hold in all.
 pub const PERSISTED_QUERIES_BYTES_MAX: usize = 16 * 1024 * 1024;
-/// Most clients (IP addresses) the rate limiter tracks; past this, idle ones are forgotten.
-pub const RATE_LIMIT_CLIENTS_MAX: usize = 100_000;
 
 /// A node of the Raft-replicated GraphQL backend. With no flags: a one-node cluster on
 /// 127.0.0.1:8080, data in ./data, secrets generated and kept there.
@@ -75,9 +84,18 @@ pub struct Config {
     /// only pages served by the node itself (GraphiQL) can call it from a browser.
     #[arg(long, env = "NODE_CORS_ORIGINS", value_delimiter = ',')]
     pub cors_origins: Vec<String>,
-    /// Requests per second allowed per client IP (0: no limit).
+    /// Cost units per second allowed per client (an IPv4 address or an IPv6 /64), bursts up to
+    /// twice that; a read costs 1, a write 5, a search 50, a login or registration 200
+    /// (docs/SECURITY.md). 0: no limit.
     #[arg(long, env = "NODE_RATE_LIMIT_PER_SEC", default_value_t = 20_000)]
     pub rate_limit_per_sec: u32,
+    /// GraphQL WebSockets one client may hold open on this node (0: no per-client cap; the
+    /// node's own cap of 50,000 still holds).
+    #[arg(long, env = "NODE_WS_SOCKETS_PER_CLIENT", default_value_t = WS_SOCKETS_PER_CLIENT_DEFAULT)]
+    pub ws_sockets_per_client: usize,
+    /// Username reservations one client may make per hour on this node (0: no limit).
+    #[arg(long, env = "NODE_RESERVATIONS_PER_CLIENT_PER_HOUR", default_value_t = schema::limits::RESERVATIONS_PER_CLIENT_DEFAULT)]
+    pub reservations_per_client_per_hour: u32,
     /// Leader heartbeat period, in milliseconds.
     #[arg(long, env = "NODE_HEARTBEAT_MS", default_value_t = 100)]
     pub heartbeat_ms: u64,

@@ -1,9 +1,8 @@
 //! The HTTP surface on the node's one port: GraphQL (POST, GET and WebSocket), GraphiQL,
 //! health, readiness, metrics, and the Raft RPC routes.
 
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use async_graphql::{BatchRequest, ErrorExtensions};
@@ -14,13 +13,11 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use raft::network::CLUSTER_SECRET_HEADER;
+use raft::peer_auth::{PeerAuth, SIGNATURE_HEADER};
 use raft::Store;
-use schema::{AppSchema, BearerToken};
+use schema::{AppSchema, BearerToken, ClientKey, Limiter};
 
-use crate::config::{
-    BATCH_REQUESTS_MAX, BODY_BYTES_MAX, RAFT_BODY_BYTES_MAX, RATE_LIMIT_CLIENTS_MAX, WS_READ_BUFFER_BYTES,
-};
+use crate::config::{BATCH_REQUESTS_MAX, BODY_BYTES_MAX, RAFT_BODY_BYTES_MAX, WS_READ_BUFFER_BYTES};
 use crate::metrics::Metrics;
 
 /// What every handler shares.
@@ -38,8 +35,13 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The request stages the HTTP handler times (decode, encode); the schema times the rest.
     pub stages: Arc<schema::observe::RequestStages>,
-    pub cluster_secret: Arc<str>,
-    pub limiter: Arc<RateLimiter>,
+    /// Verifies the signatures of peers' requests on `/raft/`.
+    pub peer_auth: Arc<PeerAuth>,
+    /// The per-client cost budget, shared with the schemas (which charge fields' costs; the
+    /// transports charge each request and WebSocket message one unit before decoding it).
+    pub limiter: Arc<Limiter>,
+    /// Open GraphQL WebSockets, in all and per client.
+    pub sockets: Arc<crate::ws::Sockets>,
     /// Turns true when the node starts draining. axum's graceful shutdown does not track
     /// upgraded connections, so subscriber sockets watch this to close themselves.
     pub draining: tokio::sync::watch::Receiver<bool>,
@@ -47,11 +49,18 @@ pub struct AppState {
 
 /// The router of every route.
 pub fn router(state: AppState) -> Router {
-    let raft = Router::new().route("/raft/{rpc}", post(raft_rpc)).layer(DefaultBodyLimit::max(RAFT_BODY_BYTES_MAX));
+    // No body limit layer: `raft_rpc` reads a body only after the signature in its headers
+    // checks out, and then exactly the signed length (at most RAFT_BODY_BYTES_MAX).
+    let raft = Router::new().route("/raft/{rpc}", post(raft_rpc));
     let api = Router::new()
         .route("/graphql", post(graphql).get(graphql_get))
         .route("/schema.graphql", get(sdl))
-        .layer(DefaultBodyLimit::max(BODY_BYTES_MAX));
+        .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
+        // A body that trickles in is cut off (408) rather than hold a task for as long as the
+        // client likes.
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(std::time::Duration::from_millis(
+            crate::config::BODY_READ_TIMEOUT_MS,
+        )));
     let api = match cors(&state.cors_origins) {
         Some(layer) => api.layer(layer),
         None => api,
@@ -81,6 +90,18 @@ fn bearer(headers: &HeaderMap) -> BearerToken {
 
 fn server_error(code: &'static str, message: &str) -> async_graphql::ServerError {
     async_graphql::Error::new(message).extend_with(|_, e| e.set("code", code)).into_server_error(Default::default())
+}
+
+/// Charges one unit for a request (or WebSocket message) before it is decoded; the schema
+/// charges its fields' costs once it is parsed. Err is the RATE_LIMITED error to answer.
+pub(crate) fn charge_request(limiter: &Limiter, client: ClientKey) -> Result<(), async_graphql::ServerError> {
+    limiter.charge(client, schema::limits::COST_READ).map_err(|retry_after_ms| {
+        schema::limits::rate_limited(
+            format!("too many requests from this client; retry in {retry_after_ms} ms"),
+            retry_after_ms,
+        )
+        .into_server_error(Default::default())
+    })
 }
 
 /// The media type of a GraphQL response, as the GraphQL-over-HTTP specification names them:
@@ -161,13 +182,14 @@ async fn graphql(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let media = Media::of(&headers);
-    let refuse = |code, message: &str| {
-        let response = async_graphql::Response::from_errors(vec![server_error(code, message)]);
+    let refuse_with = |error| {
+        let response = async_graphql::Response::from_errors(vec![error]);
         encode(&state, media, media.status(&response), &response)
     };
-    if !state.limiter.allow(peer.ip()) {
-        state.metrics.rate_limited();
-        return refuse(schema::error::code::RATE_LIMITED, "too many requests from this client; slow down");
+    let refuse = |code, message: &str| refuse_with(server_error(code, message));
+    let client = ClientKey::of(peer.ip());
+    if let Err(e) = charge_request(&state.limiter, client) {
+        return refuse_with(e);
     }
     let body = match body {
         Ok(b) => b,
@@ -194,7 +216,7 @@ async fn graphql(
     let token = bearer(&headers);
     match batch {
         BatchRequest::Single(request) => {
-            let response = execute(&state, request.data(token)).await;
+            let response = execute(&state, request.data(token).data(client)).await;
             encode(&state, media, media.status(&response), &response)
         }
         BatchRequest::Batch(items) if items.len() > BATCH_REQUESTS_MAX => refuse(
@@ -202,7 +224,7 @@ async fn graphql(
             &format!("a batch may hold at most {BATCH_REQUESTS_MAX} operations, got {}", items.len()),
         ),
         BatchRequest::Batch(items) => {
-            let runs = items.into_iter().map(|r| execute(&state, r.data(token.clone())));
+            let runs = items.into_iter().map(|r| execute(&state, r.data(token.clone()).data(client)));
             let responses = futures::future::join_all(runs).await;
             encode(&state, media, StatusCode::OK, &responses)
         }
@@ -225,7 +247,7 @@ async fn graphql_get(
         .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
     if upgrading {
         return match WebSocketUpgrade::from_request_parts(&mut parts, &state).await {
-            Ok(upgrade) => graphql_ws(state, upgrade, &parts.headers),
+            Ok(upgrade) => graphql_ws(state, upgrade, &parts.headers, ClientKey::of(peer.ip())),
             Err(rejection) => rejection.into_response(),
         };
     }
@@ -238,13 +260,14 @@ async fn graphql_get(
         }
         resp
     };
-    if !state.limiter.allow(peer.ip()) {
-        state.metrics.rate_limited();
-        return refuse(None, schema::error::code::RATE_LIMITED, "too many requests from this client; slow down");
+    let client = ClientKey::of(peer.ip());
+    if let Err(e) = charge_request(&state.limiter, client) {
+        let response = async_graphql::Response::from_errors(vec![e]);
+        return encode(&state, media, media.status(&response), &response);
     }
     let query = parts.uri.query().unwrap_or_default();
     let mut request = match async_graphql::http::parse_query_string(query) {
-        Ok(r) => r.data(bearer(&parts.headers)),
+        Ok(r) => r.data(bearer(&parts.headers)).data(client),
         Err(e) => return refuse(None, schema::error::code::INVALID_INPUT, &format!("unreadable query string: {e}")),
     };
     if let Err(e) = state.persisted.resolve(&mut request) {
@@ -310,7 +333,7 @@ fn is_query(doc: &async_graphql::parser::types::ExecutableDocument, name: Option
     op.is_none_or(|op| op.node.ty == OperationType::Query)
 }
 
-fn graphql_ws(state: AppState, upgrade: WebSocketUpgrade, headers: &HeaderMap) -> Response {
+fn graphql_ws(state: AppState, upgrade: WebSocketUpgrade, headers: &HeaderMap, client: ClientKey) -> Response {
     // The first subprotocol the client offers that this server speaks, and the handshake answers
     // that same one: the frames that follow are that protocol's.
     let protocol = headers
@@ -321,6 +344,13 @@ fn graphql_ws(state: AppState, upgrade: WebSocketUpgrade, headers: &HeaderMap) -
         return (StatusCode::BAD_REQUEST, "offer a WebSocket subprotocol: graphql-transport-ws or graphql-ws")
             .into_response();
     };
+    // Refused before the upgrade, so a flood of sockets costs a status line each.
+    let open = match state.sockets.open(client) {
+        Ok(open) => open,
+        Err(why) => {
+            return (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, "1")], why).into_response();
+        }
+    };
     let header_token = bearer(headers);
     upgrade
         .read_buffer_size(WS_READ_BUFFER_BYTES)
@@ -328,7 +358,8 @@ fn graphql_ws(state: AppState, upgrade: WebSocketUpgrade, headers: &HeaderMap) -
         .max_frame_size(BODY_BYTES_MAX)
         .protocols([protocol.name()])
         .on_upgrade(move |socket| {
-            crate::ws::serve(socket, state.schemas.clone(), protocol, header_token, state.draining)
+            let peer = crate::ws::Peer { client, limiter: state.limiter.clone(), _open: open };
+            crate::ws::serve(socket, state.schemas.clone(), protocol, header_token, peer, state.draining)
         })
 }
 
@@ -379,86 +410,45 @@ async fn ready(State(state): State<AppState>) -> (StatusCode, &'static str) {
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    state.metrics.set_limits(state.limiter.refused(), state.sockets.count());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render(&state.store).await)
 }
 
-/// Compares secrets in time independent of where they differ.
-fn secret_matches(given: &[u8], expected: &[u8]) -> bool {
-    given.len() == expected.len() && given.iter().zip(expected).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
-}
-
-async fn raft_rpc(State(state): State<AppState>, Path(rpc): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
-    let given = headers.get(CLUSTER_SECRET_HEADER).map(|v| v.as_bytes()).unwrap_or_default();
-    if !secret_matches(given, state.cluster_secret.as_bytes()) {
-        return (StatusCode::UNAUTHORIZED, "the /raft/ routes need the cluster secret").into_response();
+/// `/raft/{rpc}`: the signature is checked from the headers before any of the body is read
+/// (`raft::peer_auth`), then exactly the signed length is read and its digest checked. A
+/// request without a valid signature gets 401 and costs this node nothing but its headers.
+async fn raft_rpc(
+    State(state): State<AppState>,
+    Path(rpc): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Response {
+    let now_ms =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+    let header = headers.get(SIGNATURE_HEADER).and_then(|v| v.to_str().ok());
+    let signed = match state.peer_auth.verify(&rpc, header, now_ms) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(rpc, error = %e, "refused a /raft/ request");
+            return (StatusCode::UNAUTHORIZED, "the /raft/ routes need a request signed with the cluster secret")
+                .into_response();
+        }
+    };
+    if signed.len > RAFT_BODY_BYTES_MAX {
+        return (StatusCode::PAYLOAD_TOO_LARGE, format!("a /raft/ body may be at most {RAFT_BODY_BYTES_MAX} bytes"))
+            .into_response();
+    }
+    // A body longer than the signed length is cut off unread: it is not the signed body.
+    let body = match axum::body::to_bytes(body, signed.len).await {
+        Ok(b) => b,
+        Err(e) => return (StatusCode::UNAUTHORIZED, format!("not the signed body: {e}")).into_response(),
+    };
+    if let Err(e) = signed.check(&body) {
+        return (StatusCode::UNAUTHORIZED, e.to_string()).into_response();
     }
     match state.store.handle_rpc(&rpc, &body).await {
         Some(Ok(bytes)) => ([(header::CONTENT_TYPE, "application/json")], bytes).into_response(),
         Some(Err(e)) => (StatusCode::BAD_REQUEST, e).into_response(),
         None => (StatusCode::NOT_FOUND, format!("no raft rpc named {rpc:?}")).into_response(),
-    }
-}
-
-/// A token bucket per client IP: `rate` requests per second with bursts up to twice that.
-///
-/// A std mutex around one map: the critical section is a few arithmetic operations, far
-/// shorter than a GraphQL request, and never spans an await.
-pub struct RateLimiter {
-    rate_per_sec: f64,
-    buckets: Mutex<HashMap<IpAddr, (f64, Instant)>>,
-}
-
-impl RateLimiter {
-    /// A limiter allowing `rate_per_sec` per client; 0 allows everything.
-    pub fn new(rate_per_sec: u32) -> Self {
-        RateLimiter { rate_per_sec: f64::from(rate_per_sec), buckets: Mutex::new(HashMap::new()) }
-    }
-
-    /// Takes one token for `ip`, or says no.
-    pub fn allow(&self, ip: IpAddr) -> bool {
-        if self.rate_per_sec == 0.0 {
-            return true;
-        }
-        let burst = self.rate_per_sec * 2.0;
-        let now = Instant::now();
-        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        if buckets.len() >= RATE_LIMIT_CLIENTS_MAX && !buckets.contains_key(&ip) {
-            // Forget clients whose buckets have refilled: they are indistinguishable from new ones.
-            buckets
-                .retain(|_, (tokens, at)| *tokens + now.duration_since(*at).as_secs_f64() * self.rate_per_sec < burst);
-        }
-        let (tokens, at) = buckets.entry(ip).or_insert((burst, now));
-        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * self.rate_per_sec).min(burst);
-        *at = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    // A client over its budget is refused, and others are not affected by it.
-    #[test]
-    fn rate_limiter_refuses_past_the_burst_per_client() {
-        let limiter = RateLimiter::new(10);
-        let a: IpAddr = "10.0.0.1".parse().expect("ip");
-        let b: IpAddr = "10.0.0.2".parse().expect("ip");
-        let allowed = (0..100).filter(|_| limiter.allow(a)).count();
-        assert!((20..=21).contains(&allowed), "burst is twice the rate: allowed {allowed}");
-        assert!(limiter.allow(b));
-        assert!(RateLimiter::new(0).allow(a));
-    }
-
-    #[test]
-    fn secrets_compare_exactly() {
-        assert!(secret_matches(b"abc", b"abc"));
-        assert!(!secret_matches(b"abd", b"abc"));
-        assert!(!secret_matches(b"ab", b"abc"));
     }
 }

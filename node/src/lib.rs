@@ -148,12 +148,15 @@ where
     let store = Store::open(store_config, transport).await.map_err(|e| anyhow::anyhow!("open store: {e}"))?;
 
     let stages = Arc::new(schema::observe::RequestStages::default());
+    let limiter = Arc::new(schema::Limiter::new(config.rate_limit_per_sec));
     let metrics = Arc::new(metrics::Metrics::new(stages.clone())?);
     let observer_metrics = metrics.clone();
     let schema_config = schema::SchemaConfig {
         username_cooldown_secs: config.username_cooldown_secs,
         observer: Some(Arc::new(move |op: &str, elapsed, failed| observer_metrics.observe(op, elapsed, failed))),
         stages: stages.clone(),
+        limiter: limiter.clone(),
+        reservations_per_client_per_hour: config.reservations_per_client_per_hour,
         ..Default::default()
     };
     let introspection = schema::build_introspection(store.clone(), jwt_secret.as_bytes(), schema_config.clone())
@@ -168,8 +171,9 @@ where
         store: store.clone(),
         metrics,
         stages,
-        cluster_secret: cluster_secret.into(),
-        limiter: Arc::new(http::RateLimiter::new(config.rate_limit_per_sec)),
+        peer_auth: Arc::new(raft::peer_auth::PeerAuth::new(cluster_secret.as_bytes(), config.id)),
+        limiter,
+        sockets: ws::Sockets::new(config.ws_sockets_per_client),
         draining: drain_rx,
     };
 

@@ -17,6 +17,7 @@ pub struct Metrics {
     requests: IntCounterVec,
     latency: HistogramVec,
     rate_limited: IntCounter,
+    ws_sockets: IntGauge,
     term: IntGauge,
     last_log_index: IntGauge,
     committed_index: IntGauge,
@@ -48,6 +49,7 @@ impl Metrics {
             &["operation"],
         )?;
         let rate_limited = IntCounter::new("rate_limited_total", "Requests refused by the per-client rate limit")?;
+        let ws_sockets = IntGauge::new("ws_sockets_open", "GraphQL WebSockets open on this node")?;
         let term = IntGauge::new("raft_term", "Current Raft term")?;
         let last_log_index = IntGauge::new("raft_last_log_index", "Last index in this node's log")?;
         let applied_index = IntGauge::new("raft_applied_index", "Last index applied to this node's state")?;
@@ -61,6 +63,7 @@ impl Metrics {
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(latency.clone()),
             Box::new(rate_limited.clone()),
+            Box::new(ws_sockets.clone()),
             Box::new(term.clone()),
             Box::new(last_log_index.clone()),
             Box::new(applied_index.clone()),
@@ -77,6 +80,7 @@ impl Metrics {
             requests,
             latency,
             rate_limited,
+            ws_sockets,
             term,
             last_log_index,
             committed_index,
@@ -96,9 +100,11 @@ impl Metrics {
         self.latency.with_label_values(&[operation]).observe(elapsed.as_secs_f64());
     }
 
-    /// Records a request refused by the rate limit.
-    pub fn rate_limited(&self) {
-        self.rate_limited.inc();
+    /// Brings the limit metrics up to date: requests the rate limit refused so far (a
+    /// counter the limiter keeps), and WebSockets open now.
+    pub fn set_limits(&self, refused_total: u64, sockets_open: usize) {
+        self.rate_limited.inc_by(refused_total.saturating_sub(self.rate_limited.get()));
+        self.ws_sockets.set(sockets_open as i64);
     }
 
     /// The text exposition, with Raft gauges read fresh from the store.

@@ -13,6 +13,13 @@
 //!   `data`, `error` (for a failure before execution, as the reference server sends it),
 //!   `complete` (also in answer to `stop`), `connection_terminate`.
 //!
+//! Limits: a node holds at most [`WS_SOCKETS_MAX`] sockets and a client (`schema::ClientKey`)
+//! at most its configured share, refused with HTTP 429 before the upgrade; a socket runs at most
+//! [`WS_OPERATIONS_PER_SOCKET_MAX`] operations at once (one more is answered with an `error` of
+//! code RATE_LIMITED); every `subscribe` is charged to the client's cost budget like an HTTP
+//! request, and its fields' costs by the schema, so queries and mutations sent over a socket
+//! are limited exactly as over HTTP.
+//!
 //! Errors carry the same `extensions.code` they carry over HTTP. The bearer token comes from the
 //! `connection_init` payload (`{"Authorization": "Bearer <token>"}`) or else from the upgrade
 //! request's header. Each operation runs in its own task and sends into one bounded queue, so a
@@ -33,9 +40,76 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::AbortHandle;
 
 use crate::config::{
-    WS_CONNECTION_INIT_TIMEOUT_MS, WS_LEGACY_KEEPALIVE_MS, WS_OUTGOING_QUEUED_MAX, WS_SEND_TIMEOUT_MS,
+    WS_CONNECTION_INIT_TIMEOUT_MS, WS_LEGACY_KEEPALIVE_MS, WS_OPERATIONS_PER_SOCKET_MAX, WS_OUTGOING_QUEUED_MAX,
+    WS_SEND_TIMEOUT_MS, WS_SOCKETS_MAX,
 };
 use crate::http::Schemas;
+use schema::{ClientKey, Limiter};
+
+/// Counts open sockets, in all and per client, against the caps.
+pub struct Sockets {
+    per_client_max: usize,
+    open: std::sync::Mutex<(usize, HashMap<ClientKey, usize>)>,
+}
+
+impl Sockets {
+    /// At most [`WS_SOCKETS_MAX`] in all and `per_client_max` per client (0: no per-client cap).
+    pub fn new(per_client_max: usize) -> Arc<Self> {
+        Arc::new(Sockets { per_client_max, open: Default::default() })
+    }
+
+    /// Counts a socket for `client` until the answer is dropped, or says why not.
+    pub fn open(self: &Arc<Self>, client: ClientKey) -> Result<OpenSocket, String> {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        if open.0 >= WS_SOCKETS_MAX {
+            return Err(format!("this node has {WS_SOCKETS_MAX} WebSockets open; connect to another node"));
+        }
+        let mine = open.1.get(&client).copied().unwrap_or(0);
+        if self.per_client_max > 0 && mine >= self.per_client_max {
+            return Err(format!(
+                "this client has {} WebSockets open on this node, the most it may",
+                self.per_client_max
+            ));
+        }
+        open.0 += 1;
+        open.1.insert(client, mine + 1);
+        Ok(OpenSocket { sockets: self.clone(), client })
+    }
+
+    /// Sockets open now.
+    pub fn count(&self) -> usize {
+        self.open.lock().unwrap_or_else(|p| p.into_inner()).0
+    }
+}
+
+/// One counted socket; dropping it gives its place back.
+pub struct OpenSocket {
+    sockets: Arc<Sockets>,
+    client: ClientKey,
+}
+
+impl Drop for OpenSocket {
+    fn drop(&mut self) {
+        let mut open = self.sockets.open.lock().unwrap_or_else(|p| p.into_inner());
+        open.0 -= 1;
+        if let Some(n) = open.1.get_mut(&self.client) {
+            *n -= 1;
+            if *n == 0 {
+                open.1.remove(&self.client);
+            }
+        }
+    }
+}
+
+/// Who is on the other end of a socket, for limits.
+pub struct Peer {
+    /// The client's key.
+    pub client: ClientKey,
+    /// Its cost budget.
+    pub limiter: Arc<Limiter>,
+    /// Its place among the open sockets, held for as long as the socket lives.
+    pub _open: OpenSocket,
+}
 
 /// The subprotocols, by their `Sec-WebSocket-Protocol` names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,6 +165,7 @@ pub async fn serve(
     schemas: Schemas,
     protocol: Protocol,
     header_token: BearerToken,
+    peer: Peer,
     mut draining: watch::Receiver<bool>,
 ) {
     let (mut sink, mut stream) = socket.split();
@@ -98,6 +173,7 @@ pub async fn serve(
         schemas,
         protocol,
         header_token,
+        peer,
         data: None,
         running: HashMap::new(),
         generation: 0,
@@ -187,6 +263,7 @@ struct Connection {
     schemas: Schemas,
     protocol: Protocol,
     header_token: BearerToken,
+    peer: Peer,
     /// The connection's data once `connection_init` was acknowledged.
     data: Option<Arc<Data>>,
     running: HashMap<String, Running>,
@@ -260,6 +337,7 @@ impl Connection {
             .map(|t| t.trim().to_string());
         let mut data = Data::default();
         data.insert(BearerToken(from_payload.or_else(|| self.header_token.0.clone())));
+        data.insert(self.peer.client);
         self.data = Some(Arc::new(data));
         let mut replies = vec![json!({ "type": "connection_ack" })];
         if self.protocol == Protocol::LegacyWs {
@@ -290,6 +368,14 @@ impl Connection {
                 // The reference server of the legacy protocol replaces the operation.
                 Protocol::LegacyWs => op.task.abort(),
             }
+        } else if self.running.len() >= WS_OPERATIONS_PER_SOCKET_MAX {
+            let message = format!("a socket may run at most {WS_OPERATIONS_PER_SOCKET_MAX} operations at once");
+            let error = schema::limits::rate_limited(message, 1_000).into_server_error(Default::default());
+            return Ok(vec![self.refusal(&id, error)]);
+        }
+        // Charged like an HTTP request; the schema charges the fields' costs.
+        if let Err(e) = crate::http::charge_request(&self.peer.limiter, self.peer.client) {
+            return Ok(vec![self.refusal(&id, e)]);
         }
         self.generation += 1;
         let generation = self.generation;
@@ -304,6 +390,14 @@ impl Connection {
         ));
         self.running.insert(id, Running { generation, task: task.abort_handle() });
         Ok(vec![])
+    }
+
+    /// The `error` message refusing operation `id` before it runs.
+    fn refusal(&self, id: &str, error: async_graphql::ServerError) -> Value {
+        match self.protocol {
+            Protocol::TransportWs => json!({ "type": "error", "id": id, "payload": [error] }),
+            Protocol::LegacyWs => json!({ "type": "error", "id": id, "payload": error }),
+        }
     }
 
     /// What to send for an operation's output, if anything: nothing for an operation the client

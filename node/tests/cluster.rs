@@ -7,7 +7,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use support::{Cluster, AVAIL, REGISTER, RESERVE};
+use support::{Cluster, AVAIL, REGISTER, RESERVE, SECRET};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_nodes_agree_survive_a_leader_crash_and_refuse_writes_without_quorum() {
@@ -189,13 +189,29 @@ async fn a_node_behind_the_purge_point_catches_up_from_a_snapshot_and_peers_need
     let mut c = Cluster::start(3, &["--snapshot-logs", "20", "--logs-kept-after-snapshot", "5"]);
     let leader = c.wait_ready(Duration::from_secs(30)).await;
 
-    // Phase 1: a peer without the cluster secret gets 401, and nothing changes.
+    // Phase 1: a peer without the cluster secret gets 401, and nothing changes: no signature,
+    // one made with another secret, a replay of a valid one, and the bare secret in a header
+    // (the secret never travels, so knowing the header name buys nothing).
     let before = c.status(leader).await.expect("status");
     let url = format!("http://{}/raft/append", c.nodes[leader].addr);
-    for secret in [None, Some("wrong-secret-wrong-secret")] {
+    let leader_id = leader as u64 + 1;
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as i64;
+    let forged =
+        raft::peer_auth::PeerAuth::new(b"wrong-secret-wrong-secret", 0).sign("append", leader_id, b"{}", now_ms);
+    let signer = raft::peer_auth::PeerAuth::new(SECRET.as_bytes(), 0);
+    let valid = signer.sign("status", leader_id, b"null", now_ms);
+    let status_url = format!("http://{}/raft/status", c.nodes[leader].addr);
+    let first = c.http.post(&status_url).header("x-raft-signature", &valid).body("null").send().await;
+    assert_eq!(first.expect("send").status(), 200, "a request signed with the secret is served");
+    let replay = c.http.post(&status_url).header("x-raft-signature", &valid).body("null").send().await;
+    assert_eq!(replay.expect("send").status(), 401, "the same signed request again is a replay");
+    let other_body = signer.sign("append", leader_id, b"{}", now_ms);
+    let swapped = c.http.post(&url).header("x-raft-signature", &other_body).body("{\"x\":1}").send().await;
+    assert_eq!(swapped.expect("send").status(), 401, "a body other than the signed one");
+    for header in [None, Some(("x-raft-signature", forged)), Some(("x-cluster-secret", SECRET.to_string()))] {
         let mut req = c.http.post(&url).body("{}");
-        if let Some(s) = secret {
-            req = req.header(raft::network::CLUSTER_SECRET_HEADER, s);
+        if let Some((name, value)) = header {
+            req = req.header(name, value);
         }
         assert_eq!(req.send().await.expect("send").status(), 401);
     }

@@ -9,13 +9,17 @@ use raft::{
 
 use crate::auth::{self, viewer};
 use crate::error::{api_error, code, domain, invalid, store};
-use crate::usernames::{claimable, status_of, UsernameStatus};
+use crate::limits::{rate_limited, ClientKey};
+use crate::usernames::{claimable, status_of, UsernameStatus, USERNAME_INPUT_BYTES_MAX};
 use crate::{ms_to_datetime, now_ms, ApiContext, Consistency};
 
 /// Password length bounds, in characters. The upper bound caps hashing cost per request.
 pub const PASSWORD_CHARS_MIN: usize = 8;
 /// See [`PASSWORD_CHARS_MIN`].
 pub const PASSWORD_CHARS_MAX: usize = 128;
+/// Longest password in bytes: 128 characters of up to 4 bytes. Checked before characters are
+/// counted or anything is hashed.
+pub const PASSWORD_BYTES_MAX: usize = PASSWORD_CHARS_MAX * 4;
 /// Longest display name, in characters (the state machine's rule).
 pub const DISPLAY_NAME_CHARS_MAX: usize = raft::state_machine::accounts::DISPLAY_NAME_CHARS_MAX;
 /// Longest e-mail address, in bytes (RFC 5321).
@@ -105,12 +109,14 @@ pub struct RegisterInput {
     /// 3 to 30 letters, digits, '_' or '.', one script; look-alikes of taken names are taken.
     pub username: String,
     /// 8 to 128 characters.
+    #[graphql(secret)]
     pub password: String,
     /// Shown beside the username; defaults to it.
     pub display_name: Option<String>,
     /// Optional contact address.
     pub email: Option<String>,
     /// The token of a reservation of this username, if the caller holds one.
+    #[graphql(secret)]
     pub reservation_token: Option<String>,
 }
 
@@ -126,6 +132,9 @@ pub struct UpdateProfileInput {
 }
 
 fn check_password(password: &str) -> Result<(), Error> {
+    if password.len() > PASSWORD_BYTES_MAX {
+        return Err(invalid("password", format!("must be at most {PASSWORD_BYTES_MAX} bytes")));
+    }
     let n = password.chars().count();
     if !(PASSWORD_CHARS_MIN..=PASSWORD_CHARS_MAX).contains(&n) {
         return Err(invalid(
@@ -245,7 +254,7 @@ impl AccountMutation {
             check_email(email)?;
         }
         precheck(api, &input.username).await?;
-        let password_hash = api.auth.hash(input.password).await?;
+        let password_hash = api.auth.hash(ctx.data_opt::<ClientKey>().copied(), input.password).await?;
         let cmd = Command::Register {
             username,
             canonical,
@@ -260,12 +269,26 @@ impl AccountMutation {
     }
 
     /// Signs in. An unknown user and a wrong password get the same answer, in the same time.
-    async fn login(&self, ctx: &Context<'_>, username: String, password: String) -> Result<AuthPayload, Error> {
+    async fn login(
+        &self,
+        ctx: &Context<'_>,
+        username: String,
+        #[graphql(secret)] password: String,
+    ) -> Result<AuthPayload, Error> {
         let api = ctx.data::<ApiContext>()?;
-        if password.chars().count() > PASSWORD_CHARS_MAX {
+        if password.len() > PASSWORD_BYTES_MAX || username.len() > USERNAME_INPUT_BYTES_MAX {
             return Err(api_error(code::UNAUTHENTICATED, "invalid username or password"));
         }
         let canonical = names::canonical(&username);
+        // Refused before the password is looked at: see LoginThrottle.
+        let client = ctx.data_opt::<ClientKey>().copied();
+        let throttle_key = client.unwrap_or(ClientKey::of(std::net::Ipv4Addr::UNSPECIFIED.into()));
+        if let Err(retry_after_ms) = api.logins.check(&canonical, throttle_key) {
+            return Err(rate_limited(
+                format!("too many failed sign-ins to this account; retry in {retry_after_ms} ms"),
+                retry_after_ms,
+            ));
+        }
         let found = api
             .store
             .read(StoreConsistency::Linearizable, |v| match v.user_by_canonical(&canonical)? {
@@ -282,7 +305,9 @@ impl AccountMutation {
             Some((u, h)) => (Some(u), h),
             None => (None, None),
         };
-        if !api.auth.verify_password(password, hash).await? {
+        let matched = api.auth.verify_password(client, password, hash).await?;
+        api.logins.record(&canonical, throttle_key, matched);
+        if !matched {
             return Err(api_error(code::UNAUTHENTICATED, "invalid username or password"));
         }
         let user = user.ok_or_else(|| api_error(code::UNAUTHENTICATED, "invalid username or password"))?;
@@ -295,7 +320,7 @@ impl AccountMutation {
         &self,
         ctx: &Context<'_>,
         new_name: String,
-        reservation_token: Option<String>,
+        #[graphql(secret)] reservation_token: Option<String>,
     ) -> Result<UserObject, Error> {
         let api = ctx.data::<ApiContext>()?;
         let me = viewer(ctx).await?;

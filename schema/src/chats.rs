@@ -325,7 +325,7 @@ impl ChatSubscription {
         chat_id: ID,
         after_index: Option<u64>,
     ) -> Result<impl Stream<Item = Result<ChatEvent, Error>>, Error> {
-        let me: User = viewer(ctx).await?;
+        let (me, expires_at_ms): (User, i64) = crate::auth::viewer_session(ctx).await?;
         let chat_id = parse_id("chatId", &chat_id)?;
         let handle: Store = ctx.data::<ApiContext>()?.store.clone();
         let seq_rx = feed::watch_events(&handle);
@@ -350,6 +350,7 @@ impl ChatSubscription {
             guard: move |v: &ReadView| Ok(chat_for(v, chat_id, viewer_id)?.map(|_| ())),
             ticks_ms: Vec::new(),
             keep: None,
+            session: Some(feed::Session { user_id: viewer_id, expires_at_ms }),
         });
         Ok(follow.filter_map(|item| async move {
             match item {

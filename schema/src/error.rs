@@ -54,6 +54,7 @@ pub fn store(e: StoreError) -> Error {
                 ext.set("outcomeUnknown", outcome_unknown);
             })
         }
+        StoreError::Invalid(message) => api_error(code::INVALID_INPUT, message),
         StoreError::Internal(message) => {
             tracing::error!(%message, "internal store error");
             api_error(code::INTERNAL, message)

@@ -59,6 +59,15 @@ pub(crate) fn check_window(after: u64, pruned: u64, reread: &str) -> Result<(), 
 /// (`timelineUpdates` keeps the tweets of accounts the viewer follows).
 pub(crate) type Keep = Box<dyn Fn(&ReadView, &Event) -> Result<bool, SmError> + Send + Sync>;
 
+/// The signed-in viewer a subscription serves: it ends with UNAUTHENTICATED when the token
+/// expires or the account is deleted, as any request with that token would be refused.
+pub(crate) struct Session {
+    /// The viewer's account.
+    pub user_id: u64,
+    /// When the token expires, ms since the epoch.
+    pub expires_at_ms: i64,
+}
+
 /// How to follow one topic.
 pub(crate) struct Follow<G> {
     /// The store to read from.
@@ -80,6 +89,8 @@ pub(crate) struct Follow<G> {
     /// Drops the events this subscriber should not see; `None` keeps every event. The cursor
     /// still moves past dropped events, so they are read once.
     pub keep: Option<Keep>,
+    /// The viewer, for a subscription that needs one.
+    pub session: Option<Session>,
 }
 
 /// Follows a topic from `after`: replay, then live events, ending only with an error or when the
@@ -88,16 +99,31 @@ pub(crate) fn follow<G>(f: Follow<G>) -> impl Stream<Item = Result<FeedItem, Err
 where
     G: Fn(&ReadView) -> Result<Result<(), Error>, SmError> + Send + Sync + 'static,
 {
-    let Follow { store, mut seq_rx, topic, after, reread, guard, mut ticks_ms, keep } = f;
+    let Follow { store, mut seq_rx, topic, after, reread, guard, mut ticks_ms, keep, session } = f;
+    if let Some(s) = &session {
+        // Wake at expiry: nothing else may happen on a quiet topic.
+        ticks_ms.push(s.expires_at_ms);
+    }
     ticks_ms.sort_unstable();
+    let user_id = session.as_ref().map(|s| s.user_id);
+    let expires_at_ms = session.as_ref().map(|s| s.expires_at_ms);
     async_stream::stream! {
         let mut cursor = after;
         loop {
+            if expires_at_ms.is_some_and(|exp| now_ms() >= exp) {
+                yield Err(api_error(code::UNAUTHENTICATED, "the token of this subscription expired; sign in again and resubscribe with afterIndex"));
+                break;
+            }
             // Mark the watch seen before reading, so an event applied during the read wakes us.
             seq_rx.borrow_and_update();
             let batch = store
                 .read(Consistency::Local, |v| {
-                    let allowed = guard(v)?;
+                    let allowed = match user_id {
+                        Some(id) if v.user(id)?.is_none() => {
+                            Ok(Err(api_error(code::UNAUTHENTICATED, "the account of this subscription no longer exists")))
+                        }
+                        _ => guard(v),
+                    }?;
                     let events = v.events_after(&topic, cursor, SUBSCRIPTION_READ_BATCH_MAX)?;
                     let read = (events.len(), events.last().map(|e| e.seq));
                     let events = match &keep {

@@ -17,6 +17,7 @@
 //! - `tweets`: follows, tweets, timelines, hashtags, mentions, search, `timelineUpdates`.
 //! - `observe`: per-operation timings for metrics.
 //! - `applied`: `extensions.appliedIndex`, the log index an answer was read at.
+//! - `limits`: argument sizes, cost-based rate limits, login throttling, reservations per client.
 
 pub mod accounts;
 pub mod applied;
@@ -25,6 +26,7 @@ pub mod chats;
 pub mod cluster;
 pub mod error;
 pub mod feed;
+pub mod limits;
 pub mod observe;
 pub mod paging;
 pub mod sales;
@@ -37,6 +39,7 @@ use raft::Store;
 use rand::RngCore;
 
 pub use auth::{Auth, BearerToken};
+pub use limits::{ClientKey, Limiter};
 
 /// Deepest query accepted (selection nesting).
 pub const QUERY_DEPTH_MAX: usize = 12;
@@ -55,6 +58,13 @@ pub const INTROSPECTION_COMPLEXITY_MAX: usize = 500;
 pub const USERNAME_COOLDOWN_DEFAULT_SECS: i64 = 30 * 24 * 3600;
 /// Default lifetime of a bearer token: one day.
 pub const TOKEN_TTL_DEFAULT_SECS: i64 = 24 * 3600;
+/// The retry hint of a node too busy to take a request now (hash slots, heavy-read slots).
+pub const RETRY_AFTER_BUSY_MS: u64 = 500;
+/// Heavy reads (`searchTweets`) running at once, each on a blocking thread: they never run on
+/// the async workers that carry Raft's heartbeats, and a flood of them queues here.
+pub const HEAVY_READS_IN_FLIGHT_MAX: usize = 2;
+/// How long a heavy read waits for a slot before it is answered UNAVAILABLE with a retry hint.
+pub const HEAVY_READ_WAIT_MS: u64 = 2_000;
 
 /// Settings of the API.
 #[derive(Clone)]
@@ -71,6 +81,11 @@ pub struct SchemaConfig {
     pub observer: Option<observe::Observer>,
     /// Where request time goes (decode, parse, validate, execute, encode), for metrics.
     pub stages: std::sync::Arc<observe::RequestStages>,
+    /// The per-client cost budget every request is charged to ([`limits::Guard`]); share one
+    /// between the schemas of a node. Unlimited by default.
+    pub limiter: std::sync::Arc<Limiter>,
+    /// Anonymous reservations per client per hour (0: no limit).
+    pub reservations_per_client_per_hour: u32,
 }
 
 impl Default for SchemaConfig {
@@ -82,6 +97,8 @@ impl Default for SchemaConfig {
             query_complexity_max: QUERY_COMPLEXITY_MAX,
             observer: None,
             stages: Default::default(),
+            limiter: std::sync::Arc::new(Limiter::new(0)),
+            reservations_per_client_per_hour: limits::RESERVATIONS_PER_CLIENT_DEFAULT,
         }
     }
 }
@@ -94,6 +111,12 @@ pub struct ApiContext {
     pub auth: Auth,
     /// Settings.
     pub config: SchemaConfig,
+    /// Failed logins per account.
+    pub logins: limits::LoginThrottle,
+    /// Anonymous reservations per client.
+    pub reservations: limits::Reservations,
+    /// Slots for heavy reads ([`HEAVY_READS_IN_FLIGHT_MAX`]).
+    pub heavy_reads: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 /// How fresh a read must be.
@@ -160,9 +183,20 @@ fn builder(
 ) -> Result<async_graphql::SchemaBuilder<Query, Mutation, Subscription>, String> {
     let auth = Auth::new(jwt_secret, config.token_ttl_secs)?;
     let observe = observe::Observe { observer: config.observer.clone(), stages: config.stages.clone() };
+    let guard = limits::Guard { limiter: config.limiter.clone() };
+    let reservations = limits::Reservations::new(config.reservations_per_client_per_hour);
+    let api = ApiContext {
+        store,
+        auth,
+        config,
+        logins: Default::default(),
+        reservations,
+        heavy_reads: std::sync::Arc::new(tokio::sync::Semaphore::new(HEAVY_READS_IN_FLIGHT_MAX)),
+    };
     Ok(Schema::build(Query::default(), Mutation::default(), Subscription::default())
-        .data(ApiContext { store, auth, config })
+        .data(api)
         .extension(error::ErrorCodes)
+        .extension(guard)
         .extension(applied::AppliedIndexes)
         .extension(async_graphql::extensions::Tracing)
         .extension(observe))

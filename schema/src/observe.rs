@@ -2,8 +2,10 @@
 //! and whether it failed, handed to whatever the server plugs in (the node feeds Prometheus);
 //! and how long each request spends in parsing, validation and execution ([`RequestStages`]).
 //!
-//! Labels are root field names that exist in the schema (anything else is `invalid`), so a
-//! client cannot grow the label set by sending made-up field names.
+//! A label is the one root field name a request ran, if it exists in the schema; `multiple` for
+//! a request of several distinct root fields, `invalid` for a name the schema does not have. So
+//! the label set is bounded by the schema's fields: a client cannot grow it, neither with
+//! made-up names nor with combinations of real ones.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -102,10 +104,10 @@ fn label_of(ctx: &ExtensionContext<'_>, doc: &ExecutableDocument) -> String {
         .collect();
     names.sort_unstable();
     names.dedup();
-    if names.is_empty() {
-        "introspection".into()
-    } else {
-        names.join("+")
+    match names.as_slice() {
+        [] => "introspection".into(),
+        [one] => (*one).to_string(),
+        _ => "multiple".into(),
     }
 }
 

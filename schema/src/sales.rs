@@ -496,6 +496,7 @@ impl SaleSubscription {
             after: after_index.unwrap_or(last),
             reread: "sale",
             guard: |_: &raft::ReadView| Ok(Ok(())),
+            session: None,
             ticks_ms,
             keep: None,
         });

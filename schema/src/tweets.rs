@@ -9,7 +9,7 @@
 //! The checks here are a fast path with clear errors; the state machine decides again.
 
 use async_graphql::connection::{Connection, Edge, EmptyFields};
-use async_graphql::{Context, Error, Object, SimpleObject, Subscription, ID};
+use async_graphql::{Context, Error, ErrorExtensions, Object, SimpleObject, Subscription, ID};
 use chrono::{DateTime, Utc};
 use futures::{Stream, StreamExt};
 use raft::events::{EventPayload, TWEETS_TOPIC};
@@ -114,13 +114,18 @@ async fn tweet_page(
     let api = ctx.data::<ApiContext>()?;
     let consistency = consistency.unwrap_or(Consistency::Local).into();
     let page = crate::applied::value(ctx, api.store.read(consistency, |v| f(v, before, n + 1)).await.map_err(store)?);
+    tweet_connection(page, n, has_after)
+}
+
+/// The connection of a page read for `n` tweets (and one more, to know whether more follow).
+fn tweet_connection(page: TweetPage, n: usize, has_after: bool) -> Result<TweetConnection, Error> {
     let mut rows = page.tweets;
     if page.capped && rows.is_empty() {
         return Err(api_error(
             code::INVALID_INPUT,
             format!(
-                "no match in the {} newest index rows below this cursor; the search is too broad, add or change words",
-                raft::state_machine::tweets::SEARCH_ROWS_READ_MAX
+                "no match in the {} index rows this request may read below this cursor; the search is too broad, add or change words",
+                raft::state_machine::tweets::SEARCH_ROWS_READ_MAX.min(crate::limits::ROWS_PER_REQUEST_MAX)
             ),
         ));
     }
@@ -130,6 +135,51 @@ async fn tweet_page(
     let mut conn = Connection::new(has_after, has_next);
     conn.edges.extend(rows.into_iter().map(|t| Edge::new(t.id.to_string(), TweetObject(t))));
     Ok(conn)
+}
+
+/// A search: on a blocking thread, in one of the node's heavy-read slots, within what is left
+/// of the request's row budget (shared by every search of the request, aliases included).
+async fn search_page(
+    ctx: &Context<'_>,
+    query: SearchQuery,
+    consistency: Option<Consistency>,
+    first: Option<i32>,
+    after: Option<String>,
+) -> Result<TweetConnection, Error> {
+    let n = page_size(first)?;
+    let has_after = after.is_some();
+    let before = before_of(after)?;
+    let api = ctx.data::<ApiContext>()?;
+    let budget = ctx.data_opt::<crate::limits::RowBudget>();
+    let rows_max = budget.map_or(crate::limits::ROWS_PER_REQUEST_MAX, |b| b.left());
+    if rows_max == 0 {
+        return Err(api_error(
+            code::INVALID_INPUT,
+            format!(
+                "this request's searches have read their {} index rows; send the rest in another request",
+                crate::limits::ROWS_PER_REQUEST_MAX
+            ),
+        ));
+    }
+    let wait = std::time::Duration::from_millis(crate::HEAVY_READ_WAIT_MS);
+    let _slot = match tokio::time::timeout(wait, api.heavy_reads.clone().acquire_owned()).await {
+        Ok(Ok(permit)) => permit,
+        Ok(Err(_)) => return Err(api_error(code::UNAVAILABLE, "shutting down")),
+        Err(_) => {
+            return Err(api_error(code::UNAVAILABLE, "every search slot of this node stayed busy; retry later")
+                .extend_with(|_, e| e.set("retryAfterMs", crate::RETRY_AFTER_BUSY_MS)))
+        }
+    };
+    let consistency = consistency.unwrap_or(Consistency::Local).into();
+    let read = api
+        .store
+        .read_blocking(consistency, move |v| v.search_within(&query, before, n + 1, rows_max))
+        .await
+        .map_err(store)?;
+    if let Some(b) = budget {
+        b.spend(read.value.rows_read);
+    }
+    tweet_connection(crate::applied::value(ctx, read), n, has_after)
 }
 
 /// Reads a page of user ids in id order with `f` and builds the connection.
@@ -250,7 +300,7 @@ impl TweetQuery {
         #[graphql(desc = "Default LOCAL.")] consistency: Option<Consistency>,
     ) -> Result<TweetConnection, Error> {
         let q = SearchQuery::parse(&query).map_err(|m| invalid("query", m))?;
-        tweet_page(ctx, consistency, first, after, |v, before, n| v.search(&q, before, n)).await
+        search_page(ctx, q, consistency, first, after).await
     }
 
     /// Who follows a user, in user id order.
@@ -351,7 +401,7 @@ impl TweetSubscription {
         ctx: &Context<'_>,
         after_index: Option<u64>,
     ) -> Result<impl Stream<Item = Result<TimelineEvent, Error>>, Error> {
-        let me = viewer(ctx).await?;
+        let (me, expires_at_ms) = crate::auth::viewer_session(ctx).await?;
         let handle: Store = ctx.data::<ApiContext>()?.store.clone();
         let seq_rx = feed::watch_events(&handle);
         let (pruned, last) = handle
@@ -377,6 +427,7 @@ impl TweetSubscription {
                 }
                 _ => Ok(false),
             })),
+            session: Some(feed::Session { user_id: viewer_id, expires_at_ms }),
         });
         Ok(follow.filter_map(|item| async move {
             match item {

@@ -183,6 +183,18 @@ impl UsernameMutation {
             return Err(invalid("ttlSeconds", format!("must be 1 to {RESERVATION_TTL_MAX_SECS}, got {ttl_seconds}")));
         }
         let (display, canonical) = claimable(&name)?;
+        let api = ctx.data::<ApiContext>()?;
+        if let Some(client) = ctx.data_opt::<crate::ClientKey>() {
+            api.reservations.take(*client).map_err(|retry_after_ms| {
+                crate::limits::rate_limited(
+                    format!(
+                        "this client made {} reservations within the hour; retry in {retry_after_ms} ms",
+                        api.config.reservations_per_client_per_hour
+                    ),
+                    retry_after_ms,
+                )
+            })?;
+        }
         let token = random_token();
         let cmd =
             Command::ReserveUsername { name: display.clone(), canonical, token, ttl_ms: i64::from(ttl_seconds) * 1000 };

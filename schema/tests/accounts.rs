@@ -170,3 +170,57 @@ async fn limits_and_consistency_levels() {
     assert_eq!(c["cluster"]["leaderId"], 1);
     assert_eq!(c["cluster"]["members"].as_array().expect("members").len(), 1);
 }
+
+// Expired reservations and cooldowns are removed by apply, deterministically from the entry's
+// time: the names table does not keep every reservation ever made, and a live hold is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_collects_expired_reservations_and_cooldowns() {
+    use raft::state_machine::accounts::NameRecord;
+    use raft::types::Proposal;
+    use raft::{names, Command, Consistency};
+    let h = one_node(SchemaConfig::default()).await;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as i64;
+    let reserve = |name: &str, at_ms: i64, ttl_ms: i64| Proposal {
+        at_ms,
+        command: Command::ReserveUsername {
+            name: name.into(),
+            canonical: names::canonical(name),
+            token: format!("token-{name}"),
+            ttl_ms,
+        },
+    };
+    // Phase 1: a short hold and a long one, both live.
+    h.store.propose_at(reserve("brief", now, 1_000)).await.expect("brief");
+    h.store.propose_at(reserve("lasting", now, 3_600_000)).await.expect("lasting");
+    let record = |name: &'static str| {
+        let store = h.store.clone();
+        async move {
+            store.read(Consistency::Local, move |v| v.name_record(&names::canonical(name))).await.expect("read").value
+        }
+    };
+    assert!(matches!(record("brief").await, Some(NameRecord::Reserved { .. })));
+    // Phase 2: an entry stamped after the short hold ended removes it, and only it.
+    h.store.propose_at(reserve("later", now + 5_000, 60_000)).await.expect("later");
+    assert_eq!(record("brief").await, None, "the expired hold was collected");
+    assert!(matches!(record("lasting").await, Some(NameRecord::Reserved { .. })), "a live hold stays");
+    assert!(matches!(record("later").await, Some(NameRecord::Reserved { .. })));
+}
+
+// A subscription ends with UNAUTHENTICATED when its token expires, as any request with that
+// token would be refused from then on; it does not outlive the sign-in that started it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscription_ends_when_its_token_expires() {
+    use futures::StreamExt as _;
+    let h = one_node(SchemaConfig { token_ttl_secs: 1, ..Default::default() }).await;
+    let token = h.register("brieftoken").await["token"].as_str().expect("token").to_string();
+    let request = async_graphql::Request::new("subscription { timelineUpdates { index } }")
+        .data(schema::BearerToken(Some(token)));
+    let mut stream = h.schema.execute_stream(request);
+    let first = tokio::time::timeout(Duration::from_secs(15), stream.next())
+        .await
+        .expect("the stream ends in time")
+        .expect("an item");
+    let code = first.errors.first().and_then(|e| e.extensions.as_ref()).and_then(|x| x.get("code")).cloned();
+    assert_eq!(code, Some(async_graphql::Value::from("UNAUTHENTICATED")), "{:?}", first.errors);
+    assert!(first.errors[0].message.contains("expired"), "{:?}", first.errors);
+}

@@ -69,6 +69,8 @@ impl TestCluster {
                 config.jwt_secret = Some(JWT_SECRET.to_owned());
                 // The tests send bursts from one address; the limiter is not under test.
                 config.rate_limit_per_sec = 0;
+                config.ws_sockets_per_client = 0;
+                config.reservations_per_client_per_hour = 0;
                 spawn_node(id, *addr, config, listener)
             })
             .collect();

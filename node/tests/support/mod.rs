@@ -31,6 +31,18 @@ pub struct Cluster {
     pub http: reqwest::Client,
 }
 
+/// Flags every test node gets unless the test sets them: the tests reserve names by the
+/// hundred from one address, which the per-client reservation limit is there to stop (the abuse
+/// suite tests that limit).
+fn test_defaults(extra: &[String]) -> Vec<&'static str> {
+    let flag = "--reservations-per-client-per-hour";
+    if extra.iter().any(|a| a == flag) {
+        vec![]
+    } else {
+        vec![flag, "0"]
+    }
+}
+
 fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     l.local_addr().expect("addr").port()
@@ -74,6 +86,7 @@ impl Cluster {
             .arg("--data-dir")
             .arg(&node.data_dir)
             .args(["--cluster-secret", SECRET, "--jwt-secret", JWT])
+            .args(test_defaults(&node.extra))
             .args(&node.extra)
             .env("RUST_LOG", "info,openraft=warn")
             .stdout(Stdio::from(log.try_clone().expect("log")))
@@ -94,6 +107,7 @@ impl Cluster {
             .arg("--data-dir")
             .arg(&data_dir)
             .args(["--cluster-secret", SECRET, "--jwt-secret", JWT])
+            .args(test_defaults(&[]))
             .env("RUST_LOG", "info,openraft=warn")
             .stdout(Stdio::from(log.try_clone().expect("log")))
             .stderr(Stdio::from(log))
