@@ -108,6 +108,17 @@ pub struct Config {
     /// Entries kept in the log behind a snapshot.
     #[arg(long, env = "NODE_LOGS_KEPT_AFTER_SNAPSHOT", default_value_t = 1_000)]
     pub logs_kept_after_snapshot: u64,
+    /// TLS certificate chain (PEM): with --tls-key, the node serves HTTPS and WSS only and
+    /// dials its peers over HTTPS. Every node of a cluster must use TLS or none.
+    #[arg(long, env = "NODE_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, env = "NODE_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Certificates (PEM) that peers' certificates must chain to; defaults to --tls-cert (one
+    /// self-signed certificate shared by the cluster, or a chain ending in its CA).
+    #[arg(long, env = "NODE_TLS_CA", requires = "tls_cert")]
+    pub tls_ca: Option<PathBuf>,
     /// Take the id from the host name's trailing ordinal plus one (`raftgraph-0` is id 1), as a
     /// Kubernetes StatefulSet names its pods; overrides --id.
     #[arg(long, env = "NODE_ID_FROM_HOSTNAME", default_value_t = false)]

@@ -12,6 +12,7 @@
 //! - `persisted`: Apollo's automatic persisted queries, a bounded cache per node.
 //! - `playground`: GraphiQL at `/`, its built files embedded (`node/assets/graphiql/`).
 //! - `metrics`: Prometheus metrics.
+//! - `tls`: optional TLS (rustls) for clients and peers on the same port.
 //!
 //! The node depends on schema and raft; nothing depends on it.
 
@@ -20,6 +21,7 @@ pub mod http;
 pub mod metrics;
 pub mod persisted;
 pub mod playground;
+pub mod tls;
 pub mod ws;
 
 use std::future::Future;
@@ -92,16 +94,35 @@ fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 /// How long `--health-check` waits for an answer.
 pub const HEALTH_CHECK_TIMEOUT_MS: u64 = 2_000;
 
-/// GETs `/health` of the node listening on `listen` (a wildcard host means this machine) and
-/// returns the process exit code: 0 when it answers 200, 1 otherwise.
-pub async fn health_check(listen: &str) -> i32 {
-    let addr = match listen.rsplit_once(':') {
+/// GETs `/health` of the node listening on `config.listen` (a wildcard host means this machine;
+/// over HTTPS, verified against the node's own CA, when it serves TLS) and returns the process
+/// exit code: 0 when it answers 200, 1 otherwise.
+pub async fn health_check(config: &Config) -> i32 {
+    let addr = match config.listen.rsplit_once(':') {
         Some(("0.0.0.0" | "[::]" | "", port)) => format!("127.0.0.1:{port}"),
-        _ => listen.to_string(),
+        _ => config.listen.clone(),
     };
-    let client = reqwest::Client::builder().timeout(std::time::Duration::from_millis(HEALTH_CHECK_TIMEOUT_MS)).build();
-    let ok = match client {
-        Ok(c) => matches!(c.get(format!("http://{addr}/health")).send().await, Ok(r) if r.status().is_success()),
+    let builder = reqwest::Client::builder().timeout(std::time::Duration::from_millis(HEALTH_CHECK_TIMEOUT_MS));
+    let (scheme, builder) = match config.tls_cert.as_deref() {
+        None => ("http", Ok(builder)),
+        Some(cert) => {
+            // The certificate names the advertised host, not necessarily 127.0.0.1: the check
+            // trusts the CA but not the name, and reaches this machine only.
+            let roots = tls::peer_roots(config.tls_ca.as_deref().unwrap_or(cert))
+                .and_then(|pem| reqwest::Certificate::from_pem_bundle(&pem).map_err(anyhow::Error::from));
+            (
+                "https",
+                roots.map(|roots| {
+                    roots
+                        .into_iter()
+                        .fold(builder.use_rustls_tls().tls_built_in_root_certs(false), |b, r| b.add_root_certificate(r))
+                        .danger_accept_invalid_hostnames(true)
+                }),
+            )
+        }
+    };
+    let ok = match builder.and_then(|b| b.build().map_err(anyhow::Error::from)) {
+        Ok(c) => matches!(c.get(format!("{scheme}://{addr}/health")).send().await, Ok(r) if r.status().is_success()),
         Err(_) => false,
     };
     if ok {
@@ -118,7 +139,18 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    serve(config, listener, |secret| Arc::new(HttpTransport::new(secret)) as Arc<dyn Transport>, shutdown).await
+    let (Some(cert), Some(key)) = (config.tls_cert.clone(), config.tls_key.clone()) else {
+        let transport = |secret| Ok(Arc::new(HttpTransport::new(secret)) as Arc<dyn Transport>);
+        return serve(config, listener, transport, shutdown).await;
+    };
+    let server = tls::server_config(&cert, &key)?;
+    let roots = tls::peer_roots(config.tls_ca.as_deref().unwrap_or(&cert))?;
+    let listener = tls::TlsListener::new(listener, server)?;
+    let transport = move |secret| {
+        let t = HttpTransport::with_tls(secret, &roots).map_err(anyhow::Error::msg)?;
+        Ok(Arc::new(t) as Arc<dyn Transport>)
+    };
+    serve(config, listener, transport, shutdown).await
 }
 
 /// [`run`] over any listener and node-to-node transport: the fault simulation runs this same
@@ -126,7 +158,7 @@ pub async fn run(
 pub async fn serve<L>(
     config: Config,
     listener: L,
-    transport: impl FnOnce(String) -> Arc<dyn Transport>,
+    transport: impl FnOnce(String) -> anyhow::Result<Arc<dyn Transport>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()>
 where
@@ -144,7 +176,7 @@ where
     store_config.snapshot_logs = config.snapshot_logs;
     store_config.logs_kept_after_snapshot = config.logs_kept_after_snapshot;
     store_config.inject = config.inject;
-    let transport = transport(cluster_secret.clone());
+    let transport = transport(cluster_secret.clone())?;
     let store = Store::open(store_config, transport).await.map_err(|e| anyhow::anyhow!("open store: {e}"))?;
 
     let stages = Arc::new(schema::observe::RequestStages::default());

@@ -11,14 +11,15 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let mut config = node::Config::parse();
     if config.health_check {
-        std::process::exit(node::health_check(&config.listen).await);
+        std::process::exit(node::health_check(&config).await);
     }
     config.resolve_id(std::env::var("HOSTNAME").ok().as_deref()).map_err(anyhow::Error::msg)?;
     config.validate().map_err(anyhow::Error::msg).context("invalid configuration")?;
     let listener =
         tokio::net::TcpListener::bind(&config.listen).await.with_context(|| format!("bind {}", config.listen))?;
     if config.peers.is_empty() && config.join.is_none() {
-        tracing::info!("one-node cluster; GraphiQL at http://{}/", config.listen);
+        let scheme = if config.tls_cert.is_some() { "https" } else { "http" };
+        tracing::info!("one-node cluster; GraphiQL at {scheme}://{}/", config.listen);
     }
     node::run(config, listener, shutdown_signal()).await
 }

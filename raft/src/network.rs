@@ -79,25 +79,40 @@ pub fn sign(auth: &PeerAuth, rpc: &str, to: NodeId, body: &[u8]) -> (&'static st
     (SIGNATURE_HEADER, auth.sign(rpc, to, body, now_ms))
 }
 
-/// The production transport: HTTP/1.1 through a pooled reqwest client.
+/// The production transport: HTTP/1.1 (or HTTPS) through a pooled reqwest client.
 pub struct HttpTransport {
     client: reqwest::Client,
     auth: PeerAuth,
+    scheme: &'static str,
 }
 
 impl HttpTransport {
-    /// A transport that signs with the cluster secret `secret`.
+    /// A plain-HTTP transport that signs with the cluster secret `secret`.
     pub fn new(secret: String) -> Self {
-        let client = reqwest::Client::builder()
+        let client = Self::builder().build().unwrap_or_default();
+        HttpTransport { client, auth: PeerAuth::new(secret.as_bytes(), 0), scheme: "http" }
+    }
+
+    /// An HTTPS transport that trusts only the certificates in `roots_pem` (the cluster's CA,
+    /// or its one self-signed certificate), not the public web's.
+    pub fn with_tls(secret: String, roots_pem: &[u8]) -> Result<Self, String> {
+        let roots = reqwest::Certificate::from_pem_bundle(roots_pem).map_err(|e| format!("peer CA: {e}"))?;
+        let mut builder = Self::builder().use_rustls_tls().tls_built_in_root_certs(false);
+        for root in roots {
+            builder = builder.add_root_certificate(root);
+        }
+        let client = builder.build().map_err(|e| format!("TLS client: {e}"))?;
+        Ok(HttpTransport { client, auth: PeerAuth::new(secret.as_bytes(), 0), scheme: "https" })
+    }
+
+    fn builder() -> reqwest::ClientBuilder {
+        reqwest::Client::builder()
             .pool_max_idle_per_host(32)
             .tcp_nodelay(true)
             .connect_timeout(Duration::from_millis(500))
             // A peer's answer is never a redirect; following one would send a signed request
             // (and its body) to wherever a member's address points it.
             .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap_or_default();
-        HttpTransport { client, auth: PeerAuth::new(secret.as_bytes(), 0) }
     }
 }
 
@@ -113,7 +128,7 @@ impl Transport for HttpTransport {
         let (name, signature) = sign(&self.auth, rpc, to, &body);
         let req = self
             .client
-            .post(format!("http://{addr}/raft/{rpc}"))
+            .post(format!("{}://{addr}/raft/{rpc}", self.scheme))
             .header(name, signature)
             .header("content-type", "application/json")
             .timeout(timeout)

@@ -373,7 +373,7 @@ fn run_in(cfg: &SimConfig, dir: &Path) -> anyhow::Result<(Outcome, Duration)> {
             let config = node_config(&cfg, id, &data, join);
             async move {
                 let listener = SimListener::bind().await?;
-                let transport = |secret: String| Arc::new(SimTransport::new(secret)) as Arc<dyn Transport>;
+                let transport = |secret: String| Ok(Arc::new(SimTransport::new(secret)) as Arc<dyn Transport>);
                 node::serve(config, listener, transport, std::future::pending()).await?;
                 Ok(())
             }

@@ -29,6 +29,8 @@ pub struct Cluster {
     pub peers: String,
     _dir: tempfile::TempDir,
     pub http: reqwest::Client,
+    /// `http`, or `https` for a cluster started with [`Cluster::start_tls`].
+    pub scheme: &'static str,
 }
 
 /// Flags every test node gets unless the test sets them: the tests reserve names by the
@@ -48,10 +50,52 @@ fn free_port() -> u16 {
     l.local_addr().expect("addr").port()
 }
 
+impl NodeProc {
+    /// The `--tls-*` flags this node was started with.
+    pub fn tls_flags(&self) -> Vec<String> {
+        let mut flags = Vec::new();
+        for pair in self.extra.chunks(2) {
+            if let [flag, value] = pair {
+                if flag.starts_with("--tls-") {
+                    flags.extend([flag.clone(), value.clone()]);
+                }
+            }
+        }
+        flags
+    }
+}
+
 impl Cluster {
     /// Starts `n` nodes with the same `--peers`; they form one cluster by themselves.
     pub fn start(n: u64, extra: &[&str]) -> Cluster {
+        Self::start_with(n, extra, None)
+    }
+
+    /// Starts `n` nodes serving TLS with one self-signed certificate for 127.0.0.1 (written to
+    /// the cluster's directory); the test client trusts exactly that certificate.
+    pub fn start_tls(n: u64, extra: &[&str]) -> Cluster {
+        let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+            .expect("a self-signed certificate");
+        Self::start_with(n, extra, Some((cert.cert.pem(), cert.key_pair.serialize_pem())))
+    }
+
+    fn start_with(n: u64, extra: &[&str], tls: Option<(String, String)>) -> Cluster {
         let dir = tempfile::tempdir().expect("temp dir");
+        let mut extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let mut http = reqwest::Client::builder().timeout(Duration::from_secs(10));
+        let mut scheme = "http";
+        if let Some((cert, key)) = &tls {
+            let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+            std::fs::write(&cert_path, cert).expect("write cert");
+            std::fs::write(&key_path, key).expect("write key");
+            for (flag, path) in [("--tls-cert", &cert_path), ("--tls-key", &key_path)] {
+                extra.push(flag.to_string());
+                extra.push(path.display().to_string());
+            }
+            let root = reqwest::Certificate::from_pem(cert.as_bytes()).expect("certificate");
+            http = http.use_rustls_tls().tls_built_in_root_certs(false).add_root_certificate(root);
+            scheme = "https";
+        }
         let addrs: Vec<String> = (0..n).map(|_| format!("127.0.0.1:{}", free_port())).collect();
         let peers = addrs.iter().enumerate().map(|(i, a)| format!("{}={a}", i + 1)).collect::<Vec<_>>().join(",");
         let nodes = addrs
@@ -65,12 +109,12 @@ impl Cluster {
                     data_dir: dir.path().join(format!("node{id}")),
                     log: dir.path().join(format!("node{id}.log")),
                     child: None,
-                    extra: extra.iter().map(|s| s.to_string()).collect(),
+                    extra: extra.clone(),
                 }
             })
             .collect();
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("client");
-        let mut c = Cluster { nodes, peers, _dir: dir, http };
+        let http = http.build().expect("client");
+        let mut c = Cluster { nodes, peers, _dir: dir, http, scheme };
         for i in 0..c.nodes.len() {
             c.spawn(i);
         }
@@ -141,7 +185,7 @@ impl Cluster {
     }
 
     pub fn url(&self, i: usize) -> String {
-        format!("http://{}/graphql", self.nodes[i].addr)
+        format!("{}://{}/graphql", self.scheme, self.nodes[i].addr)
     }
 
     /// A cloneable client of the current nodes, for concurrent tasks.
@@ -179,7 +223,7 @@ impl Cluster {
                 if n.child.is_none() {
                     continue;
                 }
-                let ok = matches!(self.http.get(format!("http://{}/ready", n.addr)).send().await, Ok(r) if r.status().is_success());
+                let ok = matches!(self.http.get(format!("{}://{}/ready", self.scheme, n.addr)).send().await, Ok(r) if r.status().is_success());
                 all &= ok;
                 if let Some(s) = self.status(i).await {
                     if s["state"] == "Leader" {
