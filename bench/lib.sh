@@ -32,7 +32,7 @@ start_nodes() {
   for i in $(seq 1 "$n"); do
     "$NODE" --id "$i" --listen "127.0.0.1:$((BASE_PORT + i))" --data-dir "$work/$tag-$i" \
       --peers "$peers" --cluster-secret bench-cluster-secret-0123 --jwt-secret bench-jwt-secret-0123456 \
-      --rate-limit-per-sec 0 --ws-sockets-per-client 0 --reservations-per-client-per-hour 0 >"$work/$tag-$i.log" 2>&1 &
+      ${NODE_FLAGS:---rate-limit-per-sec 0 --ws-sockets-per-client 0 --reservations-per-client-per-hour 0} >"$work/$tag-$i.log" 2>&1 &
     pids+=($!)
   done
   for i in $(seq 1 "$n"); do

@@ -35,8 +35,8 @@ pub const WS_SOCKETS_MAX: usize = 50_000;
 pub const WS_SOCKETS_PER_CLIENT_DEFAULT: usize = 1_000;
 /// Operations (subscriptions, queries, mutations) one socket may run at once.
 pub const WS_OPERATIONS_PER_SOCKET_MAX: usize = 100;
-/// How long a client may take to send a request body, from its first byte: a slow upload holds
-/// a connection and a task, and a real client sends 256 KiB in far less.
+/// How long a client may take to send a whole GraphQL request body, once its headers are in: a
+/// slow upload holds a connection and a task, and a real client sends 256 KiB in far less.
 pub const BODY_READ_TIMEOUT_MS: u64 = 10_000;
 /// Messages a WebSocket's operations may queue for sending before they wait for the socket.
 pub const WS_OUTGOING_QUEUED_MAX: usize = 64;

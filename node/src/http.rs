@@ -6,8 +6,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use async_graphql::{BatchRequest, ErrorExtensions};
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts as _, Path, State, WebSocketUpgrade};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -17,7 +15,21 @@ use raft::peer_auth::{PeerAuth, SIGNATURE_HEADER};
 use raft::Store;
 use schema::{AppSchema, BearerToken, ClientKey, Limiter};
 
-use crate::config::{BATCH_REQUESTS_MAX, BODY_BYTES_MAX, RAFT_BODY_BYTES_MAX, WS_READ_BUFFER_BYTES};
+use crate::config::{
+    BATCH_REQUESTS_MAX, BODY_BYTES_MAX, BODY_READ_TIMEOUT_MS, RAFT_BODY_BYTES_MAX, WS_READ_BUFFER_BYTES,
+};
+
+/// Whether a body read failed on the length limit (`to_bytes` wraps it in its error chain).
+fn is_too_large(e: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if err.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = err.source();
+    }
+    false
+}
 use crate::metrics::Metrics;
 
 /// What every handler shares.
@@ -55,12 +67,7 @@ pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/graphql", post(graphql).get(graphql_get))
         .route("/schema.graphql", get(sdl))
-        .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
-        // A body that trickles in is cut off (408) rather than hold a task for as long as the
-        // client likes.
-        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(std::time::Duration::from_millis(
-            crate::config::BODY_READ_TIMEOUT_MS,
-        )));
+        .layer(DefaultBodyLimit::max(BODY_BYTES_MAX));
     let api = match cors(&state.cors_origins) {
         Some(layer) => api.layer(layer),
         None => api,
@@ -172,14 +179,15 @@ fn encode(state: &AppState, media: Media, status: StatusCode, body: &impl serde:
     resp
 }
 
-/// The body is taken as bytes, not through async-graphql-axum's extractor: that one reads the
-/// body stream itself, past axum's `DefaultBodyLimit`, so a huge body would be read whole. Bytes
-/// honour the limit, and both an oversized and a malformed body get a GraphQL error with a code.
+/// The body is read here, not by async-graphql-axum's extractor: that one reads the body stream
+/// itself, past axum's `DefaultBodyLimit`, so a huge body would be read whole. Here it is read
+/// within [`BODY_BYTES_MAX`] and [`BODY_READ_TIMEOUT_MS`], and an oversized, late or malformed
+/// body gets a GraphQL error with a code.
 async fn graphql(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: axum::body::Body,
 ) -> Response {
     let media = Media::of(&headers);
     let refuse_with = |error| {
@@ -191,15 +199,28 @@ async fn graphql(
     if let Err(e) = charge_request(&state.limiter, client) {
         return refuse_with(e);
     }
-    let body = match body {
-        Ok(b) => b,
-        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+    // The whole body within BODY_READ_TIMEOUT_MS: a body that trickles in a byte at a time
+    // would otherwise hold the connection for as long as the client likes.
+    let read = tokio::time::timeout(
+        std::time::Duration::from_millis(BODY_READ_TIMEOUT_MS),
+        axum::body::to_bytes(body, BODY_BYTES_MAX),
+    )
+    .await;
+    let body = match read {
+        Ok(Ok(b)) => b,
+        Ok(Err(e)) if is_too_large(&e) => {
             return refuse(
                 schema::error::code::INVALID_INPUT,
                 &format!("the request body exceeds {BODY_BYTES_MAX} bytes"),
             )
         }
-        Err(e) => return refuse(schema::error::code::INVALID_INPUT, &format!("unreadable request body: {e}")),
+        Ok(Err(e)) => return refuse(schema::error::code::INVALID_INPUT, &format!("unreadable request body: {e}")),
+        Err(_) => {
+            return refuse(
+                schema::error::code::INVALID_INPUT,
+                &format!("the request body did not arrive within {BODY_READ_TIMEOUT_MS} ms"),
+            )
+        }
     };
     let decoding = Instant::now();
     let decoded = serde_json::from_slice::<BatchRequest>(&body);

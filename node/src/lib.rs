@@ -13,6 +13,7 @@
 //! - `playground`: GraphiQL at `/`, its built files embedded (`node/assets/graphiql/`).
 //! - `metrics`: Prometheus metrics.
 //! - `tls`: optional TLS (rustls) for clients and peers on the same port.
+//! - `server`: the accept loop (axum's, plus a deadline on request headers).
 //!
 //! The node depends on schema and raft; nothing depends on it.
 
@@ -21,6 +22,7 @@ pub mod http;
 pub mod metrics;
 pub mod persisted;
 pub mod playground;
+pub mod server;
 pub mod tls;
 pub mod ws;
 
@@ -30,7 +32,6 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use axum::serve::ListenerExt as _;
 use raft::network::{HttpTransport, Transport};
 use raft::{Store, StoreConfig};
 use rand::RngCore;
@@ -232,17 +233,14 @@ where
     let local = listener.local_addr().ok();
     tracing::info!(id = config.id, listen = ?local, advertise = %config.advertise(), "serving");
     let app = http::router(state);
-    // `tap_io` is a no-op here; it gives any listener whose address is a SocketAddr the
-    // connect-info the rate limiter keys on.
-    let served = axum::serve(listener.tap_io(|_| {}), app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            // Subscriber sockets close themselves (1001) on this; the server drains the rest.
-            let _ = drain_tx.send(true);
-        })
-        .await;
+    crate::server::serve(listener, app, async move {
+        shutdown.await;
+        // Subscriber sockets close themselves (1001) on this; the server drains the rest.
+        let _ = drain_tx.send(true);
+    })
+    .await;
     membership.abort();
     tracing::info!("drained; stopping raft");
     store.shutdown().await;
-    served.context("http server")
+    Ok(())
 }

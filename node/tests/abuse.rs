@@ -246,6 +246,44 @@ async fn limits_hold_the_same_over_websocket_as_over_http() {
     assert!(codes.iter().any(|c| c == "RATE_LIMITED"), "some of 400 queries over one socket are refused");
     assert!(codes.iter().all(|c| c.is_empty() || c == "RATE_LIMITED"), "{codes:?}");
 
+    // Phase 2b: a body that trickles in a byte at a time is cut off with a coded error once
+    // its time is up, rather than hold the connection for as long as the client likes; and so
+    // are headers that trickle in (slowloris), which get no answer at all.
+    let slow_headers = tokio::net::TcpStream::connect(&addr).await.expect("connect");
+    let (mut slow_reader, mut slow_writer) = slow_headers.into_split();
+    let header_trickle = tokio::spawn(async move {
+        for b in b"POST /graphql HTTP/1.1\r\nhost: x\r\nx-slow: ".iter().chain(std::iter::repeat(&b'a')) {
+            if slow_writer.write_all(&[*b]).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    });
+    let raw = tokio::net::TcpStream::connect(&addr).await.expect("connect");
+    let (mut reader, mut writer) = raw.into_split();
+    let head = format!(
+        "POST /graphql HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n"
+    );
+    writer.write_all(head.as_bytes()).await.expect("headers");
+    let trickle = tokio::spawn(async move {
+        while writer.write_all(b" ").await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    });
+    let mut answer = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(30), reader.read(&mut answer))
+        .await
+        .expect("an answer before the trickle ends")
+        .expect("read");
+    trickle.abort();
+    let answer = String::from_utf8_lossy(&answer[..n]).to_string();
+    assert!(answer.contains("INVALID_INPUT") && answer.contains("did not arrive"), "{answer}");
+    let mut rest = vec![0u8; 1024];
+    let closed = tokio::time::timeout(Duration::from_secs(30), slow_reader.read(&mut rest)).await;
+    header_trickle.abort();
+    let served = closed.expect("the slow headers' connection is closed in time");
+    assert!(!matches!(served, Ok(n) if n > 0 && rest.starts_with(b"HTTP/1.1 200")), "slow headers were served");
+
     // Phase 3: three sockets per client; a fourth is refused before the upgrade.
     let _second = ws(&addr).await.expect("second socket");
     let _third = ws(&addr).await.expect("third socket");
