@@ -27,6 +27,11 @@ pub const WS_CONNECTION_INIT_TIMEOUT_MS: u64 = 3_000;
 /// How often a legacy `graphql-ws` socket gets a `ka` (keep-alive) message, which its clients
 /// use to tell a live connection from a dead one.
 pub const WS_LEGACY_KEEPALIVE_MS: u64 = 15_000;
+/// Default of `--rate-limit-per-sec`, in cost units per client: 2,000 reads, 400 writes or 10
+/// logins a second, far more than a person or a busy office needs, and a tenth of what one
+/// node serves (docs/BENCHMARKS.md, "Under attack": at 20,000 one attacking address could still
+/// fill a node's cores with requests it then refused). Load generators from one address set 0.
+pub const RATE_LIMIT_PER_SEC_DEFAULT: u32 = 2_000;
 /// Most GraphQL WebSockets a node holds open. Each costs a task, buffers and a file descriptor;
 /// past this a node refuses upgrades with 429 and clients connect elsewhere.
 pub const WS_SOCKETS_MAX: usize = 50_000;
@@ -87,7 +92,7 @@ pub struct Config {
     /// Cost units per second allowed per client (an IPv4 address or an IPv6 /64), bursts up to
     /// twice that; a read costs 1, a write 5, a search 50, a login or registration 200
     /// (docs/SECURITY.md). 0: no limit.
-    #[arg(long, env = "NODE_RATE_LIMIT_PER_SEC", default_value_t = 20_000)]
+    #[arg(long, env = "NODE_RATE_LIMIT_PER_SEC", default_value_t = RATE_LIMIT_PER_SEC_DEFAULT)]
     pub rate_limit_per_sec: u32,
     /// GraphQL WebSockets one client may hold open on this node (0: no per-client cap; the
     /// node's own cap of 50,000 still holds).

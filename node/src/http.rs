@@ -222,6 +222,17 @@ async fn graphql(
             )
         }
     };
+    // A large body costs its reading and decoding whatever it holds.
+    let body_cost = body.len() as u64 / 1024 * schema::limits::COST_PER_DOCUMENT_KIB;
+    if body_cost > 0 {
+        if let Err(retry_after_ms) = state.limiter.charge(client, body_cost) {
+            let e = schema::limits::rate_limited(
+                format!("too many bytes from this client; retry in {retry_after_ms} ms"),
+                retry_after_ms,
+            );
+            return refuse_with(e.into_server_error(Default::default()));
+        }
+    }
     let decoding = Instant::now();
     let decoded = serde_json::from_slice::<BatchRequest>(&body);
     state.stages.decode.since(decoding);
@@ -365,7 +376,16 @@ fn graphql_ws(state: AppState, upgrade: WebSocketUpgrade, headers: &HeaderMap, c
         return (StatusCode::BAD_REQUEST, "offer a WebSocket subprotocol: graphql-transport-ws or graphql-ws")
             .into_response();
     };
-    // Refused before the upgrade, so a flood of sockets costs a status line each.
+    // Refused before the upgrade, so a flood of sockets costs a status line each; an upgrade
+    // is charged like a subscription.
+    if let Err(retry_after_ms) = state.limiter.charge(client, schema::limits::COST_SUBSCRIBE) {
+        let retry_after_secs = retry_after_ms.div_ceil(1000).to_string();
+        let mut resp = (StatusCode::TOO_MANY_REQUESTS, "too many requests from this client").into_response();
+        if let Ok(v) = header::HeaderValue::from_str(&retry_after_secs) {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return resp;
+    }
     let open = match state.sockets.open(client) {
         Ok(open) => open,
         Err(why) => {

@@ -20,6 +20,8 @@ use tokio_tungstenite::tungstenite::Message;
 type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 const WAIT: Duration = Duration::from_secs(15);
+/// The production defaults of the limits the test support otherwise turns off.
+const PRODUCTION: [&str; 4] = ["--rate-limit-per-sec", "2000", "--reservations-per-client-per-hour", "100"];
 
 async fn ws(addr: &str) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
     let mut request = format!("ws://{addr}/graphql").into_client_request().expect("request");
@@ -74,7 +76,7 @@ async fn term(c: &Cluster, i: usize) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_anonymous_attacker_neither_stops_the_cluster_nor_gets_oversized_input_in() {
-    let c = Cluster::start(3, &[]);
+    let c = Cluster::start(3, &PRODUCTION);
     let leader = c.wait_ready(Duration::from_secs(30)).await;
     let follower = (0..3).find(|i| *i != leader).expect("a follower");
     let term_before = term(&c, leader).await;
@@ -302,7 +304,7 @@ async fn limits_hold_the_same_over_websocket_as_over_http() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn subscriptions_are_capped_per_socket_and_end_when_the_account_goes() {
-    let c = Cluster::start(1, &[]);
+    let c = Cluster::start(1, &PRODUCTION);
     c.wait_ready(Duration::from_secs(30)).await;
     let addr = c.nodes[0].addr.clone();
     let (d, e) = c.gql(0, REGISTER, json!({"u": "subscriber", "p": "subscriber-password"}), None).await;

@@ -9,8 +9,10 @@
 //! - at most [`PASSWORD_FIELDS_PER_REQUEST_MAX`] `login` or `register` per request: aliases
 //!   cannot turn one request into hundreds of password guesses;
 //! - the request's cost, the sum of its root fields' [`field_cost`], aliases and fragments
-//!   included, is charged to the client's token bucket ([`Limiter`]); over budget it is refused
-//!   with RATE_LIMITED and `retryAfterMs`.
+//!   included, plus [`COST_PER_DOCUMENT_KIB`], is charged to the client's token bucket
+//!   ([`Limiter`]); over budget it is refused with RATE_LIMITED and `retryAfterMs`, and a cost
+//!   over the whole burst, which could never be paid, with INVALID_INPUT. A document the checks
+//!   above refuse is charged its parse.
 //!
 //! A client is its IP address, or for IPv6 its /64 ([`ClientKey`]): one host usually holds a
 //! whole /64, so keying by address would give it 2^64 buckets. The transports put the key in the
@@ -49,6 +51,10 @@ pub const COST_SUBSCRIBE: u64 = 10;
 pub const COST_SEARCH: u64 = 50;
 /// Cost of `login` and `register`: an argon2id hash, about 15 ms of a core and 19 MiB.
 pub const COST_PASSWORD: u64 = 200;
+/// Cost of each KiB of a request body (charged by the HTTP transport) and of a document's text
+/// (charged here, for its parse, over every transport): a 40 KiB document of 500 aliases, or a
+/// body of 256 KiB, costs its reading even when it is then refused.
+pub const COST_PER_DOCUMENT_KIB: u64 = 1;
 /// Most clients the limiter tracks; past this, clients whose buckets are full are forgotten.
 pub const RATE_LIMIT_CLIENTS_MAX: usize = 100_000;
 
@@ -125,6 +131,11 @@ impl Limiter {
             let missing = (cost.min(burst) - *tokens).max(0.0);
             Err(((missing / self.rate_per_sec) * 1000.0).ceil().max(1.0) as u64)
         }
+    }
+
+    /// The most one client may spend at once (twice the rate), or None without a limit.
+    pub fn burst(&self) -> Option<u64> {
+        (self.rate_per_sec > 0.0).then_some((self.rate_per_sec * 2.0) as u64)
     }
 
     /// Requests refused so far, for metrics.
@@ -285,20 +296,40 @@ impl Extension for GuardRequest {
         next: NextParseQuery<'_>,
     ) -> ServerResult<ExecutableDocument> {
         let doc = next.run(ctx, query, variables).await?;
+        let client = ctx.data_opt::<ClientKey>().copied();
+        let parse_cost = query.len() as u64 / 1024 * COST_PER_DOCUMENT_KIB;
+        let (fields_cost, password_fields) = cost_of(&doc);
+        let refused = |e: ServerError| {
+            // A refused document has cost its parse all the same.
+            if let Some(client) = client {
+                let _ = self.limiter.charge(client, parse_cost);
+            }
+            Err(e)
+        };
         for (_, op) in doc.operations.iter() {
-            check_literals(&op.node.selection_set.node)?;
+            if let Err(e) = check_literals(&op.node.selection_set.node) {
+                return refused(e);
+            }
         }
         for fragment in doc.fragments.values() {
-            check_literals(&fragment.node.selection_set.node)?;
+            if let Err(e) = check_literals(&fragment.node.selection_set.node) {
+                return refused(e);
+            }
         }
-        let (cost, password_fields) = cost_of(&doc);
         if password_fields > PASSWORD_FIELDS_PER_REQUEST_MAX {
-            return Err(too_big(format!(
+            return refused(too_big(format!(
                 "a request may hold at most {PASSWORD_FIELDS_PER_REQUEST_MAX} login or register field, got {password_fields}"
             )));
         }
-        if let Some(client) = ctx.data_opt::<ClientKey>() {
-            if let Err(retry_after_ms) = self.limiter.charge(*client, cost) {
+        let cost = fields_cost.saturating_add(parse_cost);
+        if let Some(client) = client {
+            if self.limiter.burst().is_some_and(|burst| cost > burst) {
+                return refused(too_big(format!(
+                    "this request costs {cost}, more than a client may spend at once ({}); split it",
+                    self.limiter.burst().unwrap_or_default()
+                )));
+            }
+            if let Err(retry_after_ms) = self.limiter.charge(client, cost) {
                 return Err(rate_limited(
                     format!("this request costs {cost}, over this client's budget; retry in {retry_after_ms} ms"),
                     retry_after_ms,

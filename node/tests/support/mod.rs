@@ -33,16 +33,17 @@ pub struct Cluster {
     pub scheme: &'static str,
 }
 
-/// Flags every test node gets unless the test sets them: the tests reserve names by the
-/// hundred from one address, which the per-client reservation limit is there to stop (the abuse
-/// suite tests that limit).
+/// Flags every test node gets unless the test sets them: the tests send bursts (registrations
+/// and reservations by the hundred) from one address, which the per-client limits are there to
+/// stop; the abuse suite sets the production values and tests those limits.
 fn test_defaults(extra: &[String]) -> Vec<&'static str> {
-    let flag = "--reservations-per-client-per-hour";
-    if extra.iter().any(|a| a == flag) {
-        vec![]
-    } else {
-        vec![flag, "0"]
+    let mut flags = Vec::new();
+    for flag in ["--reservations-per-client-per-hour", "--rate-limit-per-sec"] {
+        if !extra.iter().any(|a| a == flag) {
+            flags.extend([flag, "0"]);
+        }
     }
+    flags
 }
 
 fn free_port() -> u16 {
