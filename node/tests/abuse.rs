@@ -230,6 +230,8 @@ async fn limits_hold_the_same_over_websocket_as_over_http() {
     let refused = refused.expect("a burst past the budget is refused");
     assert!(refused["errors"][0]["extensions"]["retryAfterMs"].as_u64().unwrap_or(0) > 0, "{refused}");
 
+    // The bucket refills (an upgrade costs a subscription's 10 units too).
+    tokio::time::sleep(Duration::from_secs(2)).await;
     // Phase 2: the same client over a WebSocket shares that budget: queries sent as
     // `subscribe` are refused too, each with an `error` of the same code.
     let mut socket = ws_ready(&addr, None).await;
@@ -286,11 +288,17 @@ async fn limits_hold_the_same_over_websocket_as_over_http() {
     let served = closed.expect("the slow headers' connection is closed in time");
     assert!(!matches!(served, Ok(n) if n > 0 && rest.starts_with(b"HTTP/1.1 200")), "slow headers were served");
 
-    // Phase 3: three sockets per client; a fourth is refused before the upgrade.
+    // Phase 3: three sockets per client; a fourth is refused before the upgrade, for the cap
+    // and not for the rate (the bucket has refilled meanwhile).
+    tokio::time::sleep(Duration::from_secs(2)).await;
     let _second = ws(&addr).await.expect("second socket");
     let _third = ws(&addr).await.expect("third socket");
     match ws(&addr).await {
-        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 429),
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+            assert_eq!(resp.status(), 429);
+            let body = String::from_utf8_lossy(resp.body().as_deref().unwrap_or_default()).to_string();
+            assert!(body.contains("WebSockets open"), "{body}");
+        }
         other => panic!("a fourth socket must be refused with 429, got {:?}", other.map(|_| ())),
     }
     drop(socket);
