@@ -464,10 +464,8 @@ async fn raft_rpc(
     headers: HeaderMap,
     body: axum::body::Body,
 ) -> Response {
-    let now_ms =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
     let header = headers.get(SIGNATURE_HEADER).and_then(|v| v.to_str().ok());
-    let signed = match state.peer_auth.verify(&rpc, header, now_ms) {
+    let signed = match state.peer_auth.verify(&rpc, header, raft::peer_auth::now_ms()) {
         Ok(s) => s,
         Err(e) => {
             tracing::warn!(rpc, error = %e, "refused a /raft/ request");

@@ -74,9 +74,7 @@ pub trait Transport: Send + Sync + 'static {
 
 /// The [`SIGNATURE_HEADER`] value of a request, stamped with this machine's clock.
 pub fn sign(auth: &PeerAuth, rpc: &str, to: NodeId, body: &[u8]) -> (&'static str, String) {
-    let now_ms =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
-    (SIGNATURE_HEADER, auth.sign(rpc, to, body, now_ms))
+    (SIGNATURE_HEADER, auth.sign(rpc, to, body, crate::peer_auth::now_ms()))
 }
 
 /// The production transport: HTTP/1.1 (or HTTPS) through a pooled reqwest client.

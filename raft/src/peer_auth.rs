@@ -39,6 +39,11 @@ pub const PEER_NONCES_MAX: usize = 1_000_000;
 
 const VERSION: &str = "v1";
 
+/// This machine's clock in ms since the epoch: what requests are stamped and checked with.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
 type HmacSha256 = Hmac<Sha256>;
 
 /// Why a signed request was refused. The message is for the log; the sender only learns 401.

@@ -462,18 +462,24 @@ impl Store {
         })
     }
 
-    /// Reads with `f` from the applied state, at the given consistency.
-    pub async fn read<T>(
-        &self,
-        consistency: Consistency,
-        f: impl FnOnce(&ReadView) -> Result<T, SmError>,
-    ) -> Result<Read<T>, StoreError> {
+    /// The read-index barrier a read at `consistency` needs (none for LOCAL), timed.
+    async fn barrier_for(&self, consistency: Consistency) -> Result<(), StoreError> {
         if consistency == Consistency::Linearizable && !self.inner.config.inject.stale_read {
             let started = std::time::Instant::now();
             let barrier = self.linearizable_barrier().await;
             self.inner.stats.stages.read_index.since(started);
             barrier?;
         }
+        Ok(())
+    }
+
+    /// Reads with `f` from the applied state, at the given consistency.
+    pub async fn read<T>(
+        &self,
+        consistency: Consistency,
+        f: impl FnOnce(&ReadView) -> Result<T, SmError>,
+    ) -> Result<Read<T>, StoreError> {
+        self.barrier_for(consistency).await?;
         let started = std::time::Instant::now();
         let view = self.inner.sm.read()?;
         let value = f(&view)?;
@@ -489,12 +495,7 @@ impl Store {
         consistency: Consistency,
         f: impl FnOnce(&ReadView) -> Result<T, SmError> + Send + 'static,
     ) -> Result<Read<T>, StoreError> {
-        if consistency == Consistency::Linearizable && !self.inner.config.inject.stale_read {
-            let started = std::time::Instant::now();
-            let barrier = self.linearizable_barrier().await;
-            self.inner.stats.stages.read_index.since(started);
-            barrier?;
-        }
+        self.barrier_for(consistency).await?;
         let sm = self.inner.sm.clone();
         let stages = self.inner.stats.stages.clone();
         tokio::task::spawn_blocking(move || {
