@@ -1,5 +1,6 @@
-//! A small typed client for the Raft-replicated GraphQL backend, the `cli` command-line tool,
-//! and the `loadgen` binary that drives it under load.
+//! A small typed client for the Raft-replicated GraphQL backend, and the `cli` command-line
+//! tool. The load generator is a crate of its own (`loadgen/`) over this library, so that the
+//! library carries none of what only load needs (histograms, the peers' protocols).
 //!
 //! The crate depends on no other crate of this workspace: it speaks only the GraphQL contract
 //! (`POST {node}/graphql`, and graphql-transport-ws on `GET {node}/graphql`), so it exercises the

@@ -9,12 +9,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
 use clap::Args;
-use client::{ops, AuthPayload, Client, ClientError, CreateProductInput, CreateSaleInput, RegisterInput, Sale};
+use client::{ops, Client, ClientError, CreateProductInput, CreateSaleInput, Sale};
 use futures::stream::{self, StreamExt};
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use super::{format_errors, Next, Request, Stats, Verdict, NAME_PREFIX};
+use super::accounts::{register_or_login, sign_in_admin, SIGNUP_PARALLELISM_REQUESTS, UNAUTHENTICATED_CODE};
+use super::{Next, Request, Verdict, NAME_PREFIX};
+use crate::stats::{format_errors, Stats};
 
 /// Default number of units put on sale.
 const STOCK_DEFAULT_UNITS: u32 = 10_000;
@@ -36,10 +38,6 @@ const OPEN_DELAY_DEFAULT_MS: u64 = 2_000;
 /// Longest accepted opening delay, which bounds how long the workers wait before the burst.
 const OPEN_DELAY_MAX_MS: u64 = 3_600_000;
 
-/// How many buyers are registered at once. Registration hashes the password, which is slow on
-/// purpose, so a handful in flight keeps every node's hashing busy without queueing thousands.
-pub(super) const SIGNUP_PARALLELISM_REQUESTS: usize = 16;
-
 /// How many purchases of unknown outcome are re-sent at once after the run.
 const SETTLE_PARALLELISM_REQUESTS: usize = 16;
 
@@ -48,19 +46,17 @@ const SETTLE_PARALLELISM_REQUESTS: usize = 16;
 const SIGNUP_PROGRESS_EVERY_BUYERS: usize = 500;
 
 /// Price of the product the scenario creates; any valid price would do.
-pub(super) const PRODUCT_PRICE_CENTS: u32 = 1_999;
+pub(crate) const PRODUCT_PRICE_CENTS: u32 = 1_999;
 
 /// The error codes of the contract this scenario acts on.
 const SOLD_OUT_CODE: &str = "SOLD_OUT";
 const SALE_NOT_OPEN_CODE: &str = "SALE_NOT_OPEN";
 const LIMIT_EXCEEDED_CODE: &str = "LIMIT_EXCEEDED";
-const UNAUTHENTICATED_CODE: &str = "UNAUTHENTICATED";
-const USERNAME_TAKEN_CODE: &str = "USERNAME_TAKEN";
 
 /// Error codes after which the purchase certainly did not happen. Anything else (a timeout, a
 /// dropped connection, UNAVAILABLE, INTERNAL, a malformed answer) leaves the outcome unknown,
 /// since the server may have committed the order before the answer was lost.
-pub(super) const REFUSAL_CODES: [&str; 8] = [
+pub(crate) const REFUSAL_CODES: [&str; 8] = [
     SOLD_OUT_CODE,
     SALE_NOT_OPEN_CODE,
     LIMIT_EXCEEDED_CODE,
@@ -71,12 +67,9 @@ pub(super) const REFUSAL_CODES: [&str; 8] = [
     "RATE_LIMITED",
 ];
 
-/// The role the first account of a cluster gets.
-const ADMIN_ROLE: &str = "ADMIN";
-
 /// Flags of the `purchase-burst` scenario.
 #[derive(Args, Debug)]
-pub(super) struct BurstArgs {
+pub(crate) struct BurstArgs {
     /// Units put on sale.
     #[arg(long, default_value_t = STOCK_DEFAULT_UNITS,
           value_parser = clap::value_parser!(u32).range(1..=GRAPHQL_INT_MAX))]
@@ -105,7 +98,7 @@ pub(super) struct BurstArgs {
 }
 
 /// A flash sale set up and ready for its burst.
-pub(super) struct Burst {
+pub(crate) struct Burst {
     run_id: String,
     product_id: String,
     sale_id: String,
@@ -154,7 +147,7 @@ impl Burst {
 }
 
 /// What an answer to a purchase means for the worker that sent it.
-pub(super) fn judge(result: Result<Value, ClientError>) -> Verdict {
+pub(crate) fn judge(result: Result<Value, ClientError>) -> Verdict {
     match result.and_then(|data| ops::field::<ops::Order>(data, "purchase")) {
         Ok(order) => Verdict { error_code: None, units: order.quantity, next: Next::Advance },
         Err(e) => {
@@ -232,47 +225,6 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
     (year, month, day)
 }
 
-/// Registers `username`, or signs it in if it exists. A rerun with the same names, and a
-/// registration retried after its first answer was lost, both end signed in this way.
-pub(super) async fn register_or_login(
-    client: &Client,
-    node: usize,
-    username: &str,
-    password: &str,
-) -> Result<AuthPayload, ClientError> {
-    let input = RegisterInput { username: username.to_owned(), password: password.to_owned(), ..Default::default() };
-    match client.register(node, &input).await {
-        Err(e) if e.code() == USERNAME_TAKEN_CODE => client.login(node, username, password).await,
-        result => result,
-    }
-}
-
-/// Signs the admin in, registering it when it cannot sign in, and checks that it is ADMIN.
-pub(super) async fn sign_in_admin(client: &Client, username: &str, password: &str) -> anyhow::Result<Arc<str>> {
-    let auth = match client.login(0, username, password).await {
-        Ok(auth) => auth,
-        Err(e) if e.code() == UNAUTHENTICATED_CODE => {
-            eprintln!("admin {username:?} cannot sign in; registering it");
-            match register_or_login(client, 0, username, password).await {
-                Ok(auth) => auth,
-                Err(e) if e.code() == UNAUTHENTICATED_CODE => {
-                    bail!("admin {username:?} exists but --admin-password is not its password")
-                }
-                Err(e) => return Err(e).with_context(|| format!("registering admin {username:?}")),
-            }
-        }
-        Err(e) => return Err(e).with_context(|| format!("signing in admin {username:?}")),
-    };
-    match auth.user.role.as_deref() {
-        Some(ADMIN_ROLE) => Ok(auth.token.into()),
-        role => bail!(
-            "account {username:?} has role {}, not {ADMIN_ROLE}: the admin account must be the first account \
-             this cluster ever registered (pass that account, or start from a fresh cluster)",
-            role.unwrap_or("(none)")
-        ),
-    }
-}
-
 /// Registers (or signs in) buyers `0..count` of the run, spread over the nodes, and returns
 /// their tokens in order. Fails if any buyer cannot sign in, since every worker needs one.
 async fn register_buyers(client: &Client, run_id: &str, count: usize) -> anyhow::Result<Vec<Arc<str>>> {
@@ -314,7 +266,7 @@ async fn register_buyers(client: &Client, run_id: &str, count: usize) -> anyhow:
 /// a node that is down) and checks its full stock. A linearizable read makes the answering node
 /// catch up first, so no node answers NOT_FOUND in the burst merely for lagging behind, and the
 /// sale query is known to work before the clock starts.
-pub(super) async fn check_sale_on_every_node(client: &Client, sale_id: &str, stock: u32) -> anyhow::Result<()> {
+pub(crate) async fn check_sale_on_every_node(client: &Client, sale_id: &str, stock: u32) -> anyhow::Result<()> {
     for node in 0..client.node_count() {
         let sale = client
             .sale_linearizable(node, sale_id)
@@ -334,7 +286,7 @@ pub(super) async fn check_sale_on_every_node(client: &Client, sale_id: &str, sto
 
 /// Runs the scenario's setup: admin, buyers (one per worker), product and sale. The sale is
 /// created last so that the opening delay is not eaten up by registering the buyers.
-pub(super) async fn setup(client: &Client, args: &BurstArgs, buyers: usize, run_id: String) -> anyhow::Result<Burst> {
+pub(crate) async fn setup(client: &Client, args: &BurstArgs, buyers: usize, run_id: String) -> anyhow::Result<Burst> {
     if args.quantity > args.per_user_limit || args.quantity > args.stock {
         bail!(
             "--quantity {} exceeds --per-user-limit {} or --stock {}: every purchase would be refused",
@@ -416,7 +368,7 @@ pub(super) async fn setup(client: &Client, args: &BurstArgs, buyers: usize, run_
 
 /// The scenario's own part of the report, flattened into it.
 #[derive(Debug, Serialize)]
-pub(super) struct Summary {
+pub(crate) struct Summary {
     /// Units acknowledged by successful purchase answers over the whole run: before the
     /// opening, in the measured window, and when settling unknown outcomes afterwards.
     pub sold_by_responses: u64,
@@ -441,7 +393,7 @@ pub(super) struct Summary {
 
 /// Settles the purchases whose outcome is unknown, reads the sale back and checks it against
 /// the answers. `stats` holds the merged outcomes of the run.
-pub(super) async fn finish(client: &Client, burst: &Burst, stats: &Stats) -> Summary {
+pub(crate) async fn finish(client: &Client, burst: &Burst, stats: &Stats) -> Summary {
     let client = client.clone().with_retries(true);
     let settle_one = |&(worker, seq): &(usize, u64)| {
         let request = burst.request(worker, seq);

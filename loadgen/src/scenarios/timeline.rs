@@ -26,9 +26,10 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use serde_json::{json, Value};
 
-use super::progress::{Extent, Progress, Reading};
-use super::purchase::{register_or_login, SIGNUP_PARALLELISM_REQUESTS};
-use super::{format_errors, ConsistencyArg, Next, Request, Verdict, NAME_PREFIX};
+use super::accounts::{register_or_login, SIGNUP_PARALLELISM_REQUESTS};
+use super::{ConsistencyArg, Next, Request, Verdict, NAME_PREFIX};
+use crate::progress::{Extent, Progress, Reading};
+use crate::stats::format_errors;
 
 /// Default number of authors.
 const AUTHORS_DEFAULT_COUNT: u32 = 200;
@@ -66,7 +67,7 @@ const TIMELINE_QUERY: &str = "query($n:Int,$c:Consistency){ timeline(first:$n, c
 
 /// Flags of the `timeline` scenario.
 #[derive(Args, Debug)]
-pub(super) struct TimelineArgs {
+pub(crate) struct TimelineArgs {
     /// Authors registered in setup.
     #[arg(long, default_value_t = AUTHORS_DEFAULT_COUNT,
           value_parser = clap::value_parser!(u32).range(1..=i64::from(ACCOUNTS_MAX_COUNT)))]
@@ -97,7 +98,7 @@ pub(super) struct TimelineArgs {
 }
 
 /// The scenario, set up and ready.
-pub(super) struct Timeline {
+pub(crate) struct Timeline {
     run_id: String,
     authors: u32,
     tweets_per_author: u32,
@@ -242,7 +243,7 @@ where
 
 /// Runs the setup: accounts, tweets, follows, and the check that every node serves a full
 /// first page.
-pub(super) async fn setup(client: &Client, args: &TimelineArgs, seed: u64, run_id: String) -> anyhow::Result<Timeline> {
+pub(crate) async fn setup(client: &Client, args: &TimelineArgs, seed: u64, run_id: String) -> anyhow::Result<Timeline> {
     if args.followees > args.authors {
         bail!("--followees {} exceeds --authors {}: a viewer follows distinct authors", args.followees, args.authors);
     }

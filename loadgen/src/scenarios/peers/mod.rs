@@ -18,24 +18,28 @@
 //! connection), opened before the clock starts, to the address `worker % addresses` of
 //! `--nodes`. A connection that failed or timed out is dropped and reopened by the next request.
 
+mod etcd;
+mod postgres;
+mod redis;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use base64::engine::general_purpose::STANDARD as BASE64;
-use base64::Engine;
 use clap::{Args, ValueEnum};
-use client::{transport, ClientError};
 use futures::stream::{self, StreamExt, TryStreamExt};
 use rand::rngs::StdRng;
 use rand::Rng;
 use serde::Serialize;
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
 use tokio::sync::Mutex;
 
-use super::{claim_name, pool_name, ConsistencyArg, Next, Verdict, CHECK_NAMES_DEFAULT_COUNT};
+use super::checks::{pool_name, CHECK_NAMES_DEFAULT_COUNT};
+use super::claims::claim_name;
+use super::{ConsistencyArg, Next, Verdict};
+use etcd::{etcd_name_key, EtcdConn};
+use postgres::{pg_connect, PgConn, PG_SCHEMA};
+use redis::{redis_name_key, Reply, RespConn, REDIS_PURCHASE_SCRIPT};
 
 /// Default units in the stock purchases draw from: more than any run sells, so purchase runs
 /// last their whole duration, like `purchase-burst` on a sale of 1,000,000,000 units.
@@ -51,25 +55,10 @@ const TAKEN_CODE: &str = "TAKEN";
 /// as `purchase-burst` buyers stop on SOLD_OUT.
 const SOLD_OUT_CODE: &str = "SOLD_OUT";
 
-/// PostgreSQL's SQLSTATE for a unique violation: the name is taken.
-const PG_UNIQUE_VIOLATION: &str = "23505";
-
-/// PostgreSQL tables the scenario uses, created if absent. The `lg_` prefix keeps them apart
-/// from anything else in the database.
-const PG_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS lg_claims (name text PRIMARY KEY);
-     CREATE TABLE IF NOT EXISTS lg_sales (id bigserial PRIMARY KEY, stock bigint NOT NULL CHECK (stock >= 0));";
-
-/// The Redis purchase: decrement the stock by the quantity if at least that much is left and
-/// return what is left, else return -1 and change nothing. Scripts run atomically.
-const REDIS_PURCHASE_SCRIPT: &str = "local stock = tonumber(redis.call('GET', KEYS[1]))
-local q = tonumber(ARGV[1])
-if stock == nil or stock < q then return -1 end
-return redis.call('DECRBY', KEYS[1], q)";
-
 /// The systems the scenario can drive.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub(super) enum System {
+pub(crate) enum System {
     Etcd,
     Postgres,
     Redis,
@@ -78,7 +67,7 @@ pub(super) enum System {
 /// The operations, one per scenario of this project they stand for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub(super) enum Op {
+pub(crate) enum Op {
     /// Like `claims`: take a distinct, fresh name.
     Claim,
     /// Like `checks`: read a name drawn at random from a pool.
@@ -89,7 +78,7 @@ pub(super) enum Op {
 
 /// Flags of the `peer` scenario.
 #[derive(Args, Debug)]
-pub(super) struct PeerArgs {
+pub(crate) struct PeerArgs {
     /// The system `--nodes` points at: etcd member client URLs (http://127.0.0.1:2379,...), one
     /// PostgreSQL URL (postgres://user:password@127.0.0.1:5432/db), or one Redis address
     /// (redis://127.0.0.1:6379).
@@ -138,29 +127,6 @@ impl Failure {
     }
 }
 
-impl From<reqwest::Error> for Failure {
-    fn from(e: reqwest::Error) -> Self {
-        Self::broken(ClientError::from(e).code())
-    }
-}
-
-impl From<std::io::Error> for Failure {
-    fn from(_: std::io::Error) -> Self {
-        Self::broken("IO")
-    }
-}
-
-impl From<tokio_postgres::Error> for Failure {
-    fn from(e: tokio_postgres::Error) -> Self {
-        match e.code() {
-            Some(state) if state.code() == PG_UNIQUE_VIOLATION => Self::refused(TAKEN_CODE),
-            Some(state) => Self::refused(format!("PG_{}", state.code())),
-            None if e.is_closed() => Self::broken("PG_CLOSED"),
-            None => Self::broken("PG_IO"),
-        }
-    }
-}
-
 /// One worker's connection.
 enum Conn {
     Etcd(EtcdConn),
@@ -169,7 +135,7 @@ enum Conn {
 }
 
 /// The peer system, its data set up, and one connection slot per worker.
-pub(super) struct Peer {
+pub(crate) struct Peer {
     system: System,
     op: Op,
     /// etcd checks: serializable rather than linearizable.
@@ -201,7 +167,7 @@ pub(super) struct Peer {
 
 /// The scenario's own part of the report.
 #[derive(Debug, Serialize)]
-pub(super) struct Summary {
+pub(crate) struct Summary {
     system: System,
     op: Op,
     /// Connections reopened during the run.
@@ -442,7 +408,7 @@ impl Peer {
 
 /// Checks the flags, sets up the data (pre-claimed names, the stock) and opens one connection
 /// per worker; none of it is measured.
-pub(super) async fn setup(
+pub(crate) async fn setup(
     args: &PeerArgs,
     endpoints: &[String],
     workers: usize,
@@ -550,16 +516,6 @@ pub(super) async fn setup(
     Ok(peer)
 }
 
-/// The etcd key of a claimed name.
-fn etcd_name_key(name: &str) -> String {
-    format!("names/{name}")
-}
-
-/// The Redis key of a claimed name.
-fn redis_name_key(name: &str) -> String {
-    format!("names:{name}")
-}
-
 /// An address with its password, if any, replaced by `***`.
 fn redact(endpoint: &str) -> String {
     match reqwest::Url::parse(endpoint) {
@@ -568,212 +524,6 @@ fn redact(endpoint: &str) -> String {
             Err(()) => "(unprintable address)".to_owned(),
         },
         _ => endpoint.to_owned(),
-    }
-}
-
-/// One PostgreSQL connection, its background task spawned.
-async fn pg_connect(endpoint: &str, timeout: Duration) -> anyhow::Result<tokio_postgres::Client> {
-    let mut config: tokio_postgres::Config = endpoint.parse().context("parsing the PostgreSQL URL")?;
-    config.connect_timeout(timeout.min(Duration::from_millis(transport::CONNECT_TIMEOUT_MS)));
-    let (client, connection) = config.connect(tokio_postgres::NoTls).await.context("connecting to PostgreSQL")?;
-    // The connection's task ends when the client is dropped; an error it ends with is also
-    // returned to every request on the client, which counts it.
-    tokio::spawn(async move {
-        let _ended = connection.await;
-    });
-    Ok(client)
-}
-
-/// A PostgreSQL worker connection and the statement of its operation.
-struct PgConn {
-    client: tokio_postgres::Client,
-    statement: tokio_postgres::Statement,
-}
-
-/// An etcd member's JSON gateway, through an HTTP client of its own.
-struct EtcdConn {
-    http: reqwest::Client,
-    /// `{member}/v3/kv/`.
-    base: String,
-    /// Purchases: the stock and its `mod_revision` as last seen by this worker, so that the next
-    /// compare-and-swap starts without a read.
-    last_seen: Option<(u64, i64)>,
-}
-
-impl EtcdConn {
-    fn new(endpoint: &str, timeout: Duration) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(Duration::from_millis(transport::CONNECT_TIMEOUT_MS))
-            .pool_max_idle_per_host(1)
-            .build()
-            .context("building the HTTP client")?;
-        Ok(Self { http, base: format!("{}/v3/kv/", endpoint.trim_end_matches('/')), last_seen: None })
-    }
-
-    async fn post(&self, path: &str, body: &Value) -> Result<Value, Failure> {
-        let response = self.http.post(format!("{}{path}", self.base)).json(body).send().await?;
-        let status = response.status();
-        let bytes = response.bytes().await?;
-        if !status.is_success() {
-            return Err(Failure::refused(format!("ETCD_HTTP_{}", status.as_u16())));
-        }
-        serde_json::from_slice(&bytes).map_err(|_| Failure::refused("DECODE"))
-    }
-
-    /// A claim: put `key` only if it has never been created.
-    async fn create_if_absent(&self, key: &str) -> Result<u64, Failure> {
-        let key = BASE64.encode(key);
-        let txn = json!({
-            "compare": [{ "key": key, "result": "EQUAL", "target": "CREATE", "create_revision": "0" }],
-            "success": [{ "request_put": { "key": key, "value": BASE64.encode("1") } }],
-        });
-        if succeeded(&self.post("txn", &txn).await?) {
-            Ok(0)
-        } else {
-            Err(Failure::refused(TAKEN_CODE))
-        }
-    }
-
-    /// A check: a range get of one key.
-    async fn get(&self, key: &str, serializable: bool) -> Result<u64, Failure> {
-        self.range(key, serializable).await.map(|_| 0)
-    }
-
-    /// The key's value as a number and its `mod_revision`, if it exists.
-    async fn range(&self, key: &str, serializable: bool) -> Result<Option<(u64, i64)>, Failure> {
-        let answer = self.post("range", &json!({ "key": BASE64.encode(key), "serializable": serializable })).await?;
-        first_kv(&answer)
-    }
-
-    /// A setup write.
-    async fn put(&self, key: String, value: String) -> Result<(), Failure> {
-        self.post("put", &json!({ "key": BASE64.encode(key), "value": BASE64.encode(value) })).await.map(|_| ())
-    }
-
-    /// A purchase: compare-and-swap on the stock until it succeeds or too little is left.
-    async fn buy(&mut self, key: &str, quantity: u64, attempts: &AtomicU64) -> Result<u64, Failure> {
-        let (mut stock, mut revision) = match self.last_seen {
-            Some(seen) => seen,
-            None => self.range(key, false).await?.ok_or_else(|| Failure::refused("NO_STOCK_KEY"))?,
-        };
-        let key64 = BASE64.encode(key);
-        loop {
-            if stock < quantity {
-                self.last_seen = Some((stock, revision));
-                return Err(Failure::refused(SOLD_OUT_CODE));
-            }
-            attempts.fetch_add(1, Ordering::Relaxed);
-            let left = stock - quantity;
-            let txn = json!({
-                "compare": [{ "key": key64, "result": "EQUAL", "target": "MOD", "mod_revision": revision.to_string() }],
-                "success": [{ "request_put": { "key": key64, "value": BASE64.encode(left.to_string()) } }],
-                "failure": [{ "request_range": { "key": key64 } }],
-            });
-            let answer = self.post("txn", &txn).await?;
-            if succeeded(&answer) {
-                // The put's revision is the store's revision after the transaction.
-                let revision =
-                    answer.pointer("/header/revision").and_then(int).ok_or_else(|| Failure::refused("DECODE"))?;
-                self.last_seen = Some((left, revision));
-                return Ok(quantity);
-            }
-            let current = answer.pointer("/responses/0/response_range").ok_or_else(|| Failure::refused("DECODE"))?;
-            (stock, revision) = first_kv(current)?.ok_or_else(|| Failure::refused("NO_STOCK_KEY"))?;
-        }
-    }
-}
-
-/// Whether a transaction's comparisons held; the gateway leaves `false` out.
-fn succeeded(answer: &Value) -> bool {
-    answer.get("succeeded").and_then(Value::as_bool).unwrap_or(false)
-}
-
-/// The first key-value of a range answer: its value parsed as a number (0 if it is not one) and
-/// its `mod_revision`.
-fn first_kv(range: &Value) -> Result<Option<(u64, i64)>, Failure> {
-    let Some(kv) = range.get("kvs").and_then(|kvs| kvs.get(0)) else {
-        return Ok(None);
-    };
-    let value = kv.get("value").and_then(Value::as_str).unwrap_or("");
-    let value = BASE64.decode(value).map_err(|_| Failure::refused("DECODE"))?;
-    let number = std::str::from_utf8(&value).ok().and_then(|v| v.parse().ok()).unwrap_or(0);
-    let revision = kv.get("mod_revision").and_then(int).ok_or_else(|| Failure::refused("DECODE"))?;
-    Ok(Some((number, revision)))
-}
-
-/// A JSON int64, which the gateway writes as a string.
-fn int(v: &Value) -> Option<i64> {
-    v.as_str().and_then(|s| s.parse().ok()).or_else(|| v.as_i64())
-}
-
-/// A Redis reply this scenario can get; errors are returned as [`Failure`]s.
-#[derive(Debug)]
-enum Reply {
-    /// A status such as `OK`; no command here needs its text.
-    Simple,
-    Int(i64),
-    /// `None` is the nil reply.
-    Bulk(Option<Vec<u8>>),
-}
-
-/// A Redis connection speaking RESP2, one command at a time.
-struct RespConn {
-    stream: BufReader<TcpStream>,
-    out: Vec<u8>,
-    line: Vec<u8>,
-}
-
-impl RespConn {
-    async fn connect(endpoint: &str, timeout: Duration) -> anyhow::Result<Self> {
-        let address = endpoint.trim_start_matches("redis://").trim_end_matches('/');
-        let connect_timeout = timeout.min(Duration::from_millis(transport::CONNECT_TIMEOUT_MS));
-        let stream = tokio::time::timeout(connect_timeout, TcpStream::connect(address))
-            .await
-            .with_context(|| format!("connecting to Redis at {address}: timed out"))?
-            .with_context(|| format!("connecting to Redis at {address}"))?;
-        stream.set_nodelay(true)?;
-        Ok(Self { stream: BufReader::new(stream), out: Vec::new(), line: Vec::new() })
-    }
-
-    /// Sends one command and reads its reply.
-    async fn call(&mut self, args: &[&[u8]]) -> Result<Reply, Failure> {
-        self.out.clear();
-        self.out.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
-        for arg in args {
-            self.out.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
-            self.out.extend_from_slice(arg);
-            self.out.extend_from_slice(b"\r\n");
-        }
-        self.stream.get_mut().write_all(&self.out).await?;
-        self.read_reply().await
-    }
-
-    async fn read_reply(&mut self) -> Result<Reply, Failure> {
-        self.line.clear();
-        if self.stream.read_until(b'\n', &mut self.line).await? == 0 {
-            return Err(Failure::broken("REDIS_EOF"));
-        }
-        let decode = || Failure::broken("REDIS_DECODE");
-        let line = self.line.strip_suffix(b"\r\n").ok_or_else(decode)?;
-        let (&kind, rest) = line.split_first().ok_or_else(decode)?;
-        let text = std::str::from_utf8(rest).map_err(|_| decode())?;
-        match kind {
-            b'+' => Ok(Reply::Simple),
-            b'-' => Err(Failure::refused(format!("REDIS_{}", text.split_whitespace().next().unwrap_or("ERR")))),
-            b':' => text.parse().map(Reply::Int).map_err(|_| decode()),
-            b'$' => {
-                let len: i64 = text.parse().map_err(|_| decode())?;
-                let Ok(len) = usize::try_from(len) else {
-                    return Ok(Reply::Bulk(None));
-                };
-                let mut value = vec![0; len + 2];
-                self.stream.read_exact(&mut value).await?;
-                value.truncate(len);
-                Ok(Reply::Bulk(Some(value)))
-            }
-            _ => Err(decode()),
-        }
     }
 }
 
@@ -786,15 +536,5 @@ mod tests {
         assert_eq!(redact("postgres://bench:secret@127.0.0.1:5432/db"), "postgres://bench:***@127.0.0.1:5432/db");
         assert_eq!(redact("http://127.0.0.1:2379"), "http://127.0.0.1:2379");
         assert_eq!(redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
-    }
-
-    #[test]
-    fn range_answers_decode() {
-        let answer =
-            json!({ "kvs": [{ "key": BASE64.encode("k"), "value": BASE64.encode("42"), "mod_revision": "7" }] });
-        assert_eq!(first_kv(&answer).unwrap(), Some((42, 7)));
-        assert_eq!(first_kv(&json!({ "header": {} })).unwrap(), None);
-        assert!(succeeded(&json!({ "succeeded": true })));
-        assert!(!succeeded(&json!({ "header": {} })));
     }
 }

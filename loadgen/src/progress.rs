@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use tokio::task::JoinHandle;
 
+use crate::stats::per_sec;
+
 /// How often the line is redrawn on a terminal.
 const REDRAW_INTERVAL_MS: u64 = 200;
 
@@ -27,7 +29,7 @@ const BAR_WIDTH_CHARS: usize = 20;
 const RATE_WINDOW_SAMPLES: usize = 5;
 
 /// What the line measures progress against.
-pub(super) enum Extent {
+pub(crate) enum Extent {
     /// A timed run from `started`: warmup until `measure_from`, measured until `end`.
     Time { started: Instant, measure_from: Instant, end: Instant },
     /// A setup phase of `total` steps of `unit` (e.g. "follows").
@@ -36,7 +38,7 @@ pub(super) enum Extent {
 
 /// The counters the line shows, read at each redraw.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(super) struct Reading {
+pub(crate) struct Reading {
     /// Operations completed so far, warmup included.
     pub done: u64,
     /// Failed operations so far.
@@ -46,7 +48,7 @@ pub(super) struct Reading {
 }
 
 /// A running progress line; [`Progress::finish`] (or dropping it) stops it.
-pub(super) struct Progress {
+pub(crate) struct Progress {
     task: Option<JoinHandle<()>>,
     tty: bool,
 }
@@ -126,23 +128,15 @@ async fn draw_loop(extent: Extent, read: impl Fn() -> Reading, tty: bool) {
     }
 }
 
-fn per_sec(count: u64, secs: f64) -> f64 {
-    if secs > 0.0 {
-        count as f64 / secs
-    } else {
-        0.0
-    }
-}
-
 /// `[#####.....]` for `fraction` of the way (clamped to 0..=1).
-pub(super) fn bar(fraction: f64) -> String {
+pub(crate) fn bar(fraction: f64) -> String {
     let fraction = if fraction.is_finite() { fraction.clamp(0.0, 1.0) } else { 0.0 };
     let filled = ((fraction * BAR_WIDTH_CHARS as f64).floor() as usize).min(BAR_WIDTH_CHARS);
     format!("[{}{}]", "#".repeat(filled), ".".repeat(BAR_WIDTH_CHARS - filled))
 }
 
 /// `n` with commas between groups of three digits, e.g. `3,210`.
-pub(super) fn thousands(n: u64) -> String {
+pub(crate) fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let groups: Vec<&str> =
         digits.as_bytes().rchunks(3).rev().map(|group| std::str::from_utf8(group).unwrap_or("?")).collect();
@@ -158,7 +152,7 @@ fn errors_part(errors: u64) -> String {
 }
 
 /// The terminal line of a timed run: `[#####.....] 6/10 s  3,210 ops/s  0 errors`.
-pub(super) fn timed_line(elapsed_secs: f64, total_secs: f64, rate: f64, reading: Reading, warmup: bool) -> String {
+pub(crate) fn timed_line(elapsed_secs: f64, total_secs: f64, rate: f64, reading: Reading, warmup: bool) -> String {
     let fraction = if total_secs > 0.0 { elapsed_secs / total_secs } else { 1.0 };
     format!(
         "{} {}/{} s  {} ops/s  {}{}{}",

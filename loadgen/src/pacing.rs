@@ -17,11 +17,11 @@ const RATE_MAX_PER_SEC: f64 = 10_000_000.0;
 /// A send this much after its slot's due time counts as late. Tokio's timers have millisecond
 /// resolution, so a punctual send is up to about a millisecond behind; beyond twice that it
 /// waited for a free worker or for a busy runtime.
-pub(super) const LATE_TOLERANCE: Duration = Duration::from_millis(2);
+pub(crate) const LATE_TOLERANCE: Duration = Duration::from_millis(2);
 
 /// The open-loop flag of the request/response scenarios.
 #[derive(Args, Debug, Clone, Copy)]
-pub(super) struct OpenLoopArgs {
+pub(crate) struct OpenLoopArgs {
     /// Open loop: send this many requests per second in total, on a fixed schedule, and measure
     /// each latency from its scheduled send time (coordinated-omission correction, like wrk2);
     /// --concurrency then caps the requests in flight. Without it the run is closed-loop.
@@ -30,7 +30,7 @@ pub(super) struct OpenLoopArgs {
 }
 
 /// Accepts a finite rate above zero and at most [`RATE_MAX_PER_SEC`], such as `200` or `0.5`.
-pub(super) fn parse_rate(s: &str) -> Result<f64, String> {
+pub(crate) fn parse_rate(s: &str) -> Result<f64, String> {
     let rate: f64 = s.trim().parse().map_err(|_| format!("{s:?} is not a number"))?;
     if rate.is_finite() && rate > 0.0 && rate <= RATE_MAX_PER_SEC {
         Ok(rate)
@@ -41,7 +41,7 @@ pub(super) fn parse_rate(s: &str) -> Result<f64, String> {
 
 /// Intended send times at a fixed rate from an origin.
 #[derive(Clone, Copy, Debug)]
-pub(super) struct Schedule {
+pub(crate) struct Schedule {
     origin: Instant,
     rate_per_sec: f64,
 }
@@ -92,7 +92,7 @@ impl Schedule {
 }
 
 /// Whether a send at `sent` for a slot due at `due` counts as late.
-pub(super) fn is_late(due: Instant, sent: Instant) -> bool {
+pub(crate) fn is_late(due: Instant, sent: Instant) -> bool {
     sent.saturating_duration_since(due) > LATE_TOLERANCE
 }
 
