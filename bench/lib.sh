@@ -5,7 +5,7 @@
 # After sourcing: $NODE (or $NODE_BIN when set), $LOADGEN, $work, and `results_file NAME` for the raw JSON output.
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-cargo build --release -q -p node -p client
+cargo build --release -q -p node -p loadgen
 TARGET=${CARGO_TARGET_DIR:-target}
 # NODE_BIN: another node binary to run instead (a before/after comparison of two builds).
 NODE=${NODE_BIN:-$TARGET/release/node}
