@@ -102,16 +102,16 @@ pub struct Config {
     #[arg(long, env = "NODE_RESERVATIONS_PER_CLIENT_PER_HOUR", default_value_t = schema::limits::RESERVATIONS_PER_CLIENT_DEFAULT)]
     pub reservations_per_client_per_hour: u32,
     /// Leader heartbeat period, in milliseconds.
-    #[arg(long, env = "NODE_HEARTBEAT_MS", default_value_t = 100)]
+    #[arg(long, env = "NODE_HEARTBEAT_MS", default_value_t = raft::HEARTBEAT_INTERVAL_DEFAULT_MS)]
     pub heartbeat_ms: u64,
     /// Minimum election timeout, in milliseconds (the maximum is twice this).
-    #[arg(long, env = "NODE_ELECTION_TIMEOUT_MS", default_value_t = 500)]
+    #[arg(long, env = "NODE_ELECTION_TIMEOUT_MS", default_value_t = raft::ELECTION_TIMEOUT_MIN_DEFAULT_MS)]
     pub election_timeout_ms: u64,
     /// Entries between snapshots.
-    #[arg(long, env = "NODE_SNAPSHOT_LOGS", default_value_t = 10_000)]
+    #[arg(long, env = "NODE_SNAPSHOT_LOGS", default_value_t = raft::SNAPSHOT_LOGS_DEFAULT)]
     pub snapshot_logs: u64,
     /// Entries kept in the log behind a snapshot.
-    #[arg(long, env = "NODE_LOGS_KEPT_AFTER_SNAPSHOT", default_value_t = 1_000)]
+    #[arg(long, env = "NODE_LOGS_KEPT_AFTER_SNAPSHOT", default_value_t = raft::LOGS_KEPT_AFTER_SNAPSHOT_DEFAULT)]
     pub logs_kept_after_snapshot: u64,
     /// TLS certificate chain (PEM): with --tls-key, the node serves HTTPS and WSS only and
     /// dials its peers over HTTPS. Every node of a cluster must use TLS or none.
@@ -206,19 +206,34 @@ impl Config {
                 _ => {}
             }
         }
-        if self.heartbeat_ms == 0 || self.heartbeat_ms >= self.election_timeout_ms {
-            return Err(format!(
-                "--heartbeat-ms ({}) must be > 0 and < --election-timeout-ms ({})",
-                self.heartbeat_ms, self.election_timeout_ms
-            ));
-        }
         if self.username_cooldown_secs < 0 {
             return Err(format!("--username-cooldown-secs must be >= 0, got {}", self.username_cooldown_secs));
         }
-        if self.snapshot_logs == 0 {
-            return Err("--snapshot-logs must be at least 1".into());
-        }
-        Ok(())
+        // The store's own rules, named by the flags that set them.
+        self.store_config().validate().map_err(|e| {
+            let flags = match e {
+                raft::ConfigError::Heartbeat { .. } | raft::ConfigError::ElectionRange { .. } => {
+                    "--heartbeat-ms, --election-timeout-ms"
+                }
+                raft::ConfigError::ZeroSnapshotLogs => "--snapshot-logs",
+                raft::ConfigError::ZeroId => "--id",
+                raft::ConfigError::Raft(_) => "the Raft flags",
+            };
+            format!("{e} (set by {flags})")
+        })
+    }
+
+    /// The store's settings these flags stand for (the election timeout's maximum is twice
+    /// its minimum).
+    pub fn store_config(&self) -> raft::StoreConfig {
+        let mut store = raft::StoreConfig::new(self.id, self.advertise(), &self.data_dir);
+        store.heartbeat_interval_ms = self.heartbeat_ms;
+        store.election_timeout_min_ms = self.election_timeout_ms;
+        store.election_timeout_max_ms = self.election_timeout_ms.saturating_mul(2);
+        store.snapshot_logs = self.snapshot_logs;
+        store.logs_kept_after_snapshot = self.logs_kept_after_snapshot;
+        store.inject = self.inject;
+        store
     }
 }
 

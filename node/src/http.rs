@@ -11,8 +11,8 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use raft::peer_auth::{PeerAuth, SIGNATURE_HEADER};
 use raft::Store;
+use raft::{PeerAuth, SIGNATURE_HEADER};
 use schema::{AppSchema, BearerToken, ClientKey, Limiter};
 
 use crate::config::{
@@ -465,13 +465,16 @@ async fn raft_rpc(
     body: axum::body::Body,
 ) -> Response {
     let header = headers.get(SIGNATURE_HEADER).and_then(|v| v.to_str().ok());
-    let signed = match state.peer_auth.verify(&rpc, header, raft::peer_auth::now_ms()) {
+    let signed = match state.peer_auth.verify(&rpc, header, raft::now_ms()) {
         Ok(s) => s,
         Err(e) => {
             tracing::warn!(rpc, error = %e, "refused a /raft/ request");
             return (StatusCode::UNAUTHORIZED, "the /raft/ routes need a request signed with the cluster secret")
                 .into_response();
         }
+    };
+    let Some(rpc) = raft::Rpc::from_name(&rpc) else {
+        return (StatusCode::NOT_FOUND, format!("no raft rpc named {rpc:?}")).into_response();
     };
     if signed.len > RAFT_BODY_BYTES_MAX {
         return (StatusCode::PAYLOAD_TOO_LARGE, format!("a /raft/ body may be at most {RAFT_BODY_BYTES_MAX} bytes"))
@@ -485,9 +488,8 @@ async fn raft_rpc(
     if let Err(e) = signed.check(&body) {
         return (StatusCode::UNAUTHORIZED, e.to_string()).into_response();
     }
-    match state.store.handle_rpc(&rpc, &body).await {
-        Some(Ok(bytes)) => ([(header::CONTENT_TYPE, "application/json")], bytes).into_response(),
-        Some(Err(e)) => (StatusCode::BAD_REQUEST, e).into_response(),
-        None => (StatusCode::NOT_FOUND, format!("no raft rpc named {rpc:?}")).into_response(),
+    match state.store.handle_rpc(rpc, &body).await {
+        Ok(bytes) => ([(header::CONTENT_TYPE, "application/json")], bytes).into_response(),
+        Err(e) => (StatusCode::BAD_REQUEST, e).into_response(),
     }
 }

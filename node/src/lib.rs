@@ -32,8 +32,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use raft::network::{HttpTransport, Transport};
-use raft::{Store, StoreConfig};
+use raft::Store;
+use raft::{HttpTransport, Transport};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
@@ -170,13 +170,7 @@ where
     std::fs::create_dir_all(&config.data_dir).with_context(|| format!("create {}", config.data_dir.display()))?;
     let (cluster_secret, jwt_secret) = load_secrets(&config)?;
 
-    let mut store_config = StoreConfig::new(config.id, config.advertise(), &config.data_dir);
-    store_config.heartbeat_interval_ms = config.heartbeat_ms;
-    store_config.election_timeout_min_ms = config.election_timeout_ms;
-    store_config.election_timeout_max_ms = config.election_timeout_ms * 2;
-    store_config.snapshot_logs = config.snapshot_logs;
-    store_config.logs_kept_after_snapshot = config.logs_kept_after_snapshot;
-    store_config.inject = config.inject;
+    let store_config = config.store_config();
     let transport = transport(cluster_secret.clone())?;
     let store = Store::open(store_config, transport).await.map_err(|e| anyhow::anyhow!("open store: {e}"))?;
 
@@ -204,7 +198,7 @@ where
         store: store.clone(),
         metrics,
         stages,
-        peer_auth: Arc::new(raft::peer_auth::PeerAuth::new(cluster_secret.as_bytes(), config.id)),
+        peer_auth: Arc::new(raft::PeerAuth::new(cluster_secret.as_bytes(), config.id)),
         limiter,
         sockets: ws::Sockets::new(config.ws_sockets_per_client),
         draining: drain_rx,

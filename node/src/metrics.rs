@@ -6,8 +6,8 @@ use std::time::Duration;
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
 };
-use raft::stages::{Histogram, BUCKET_BOUNDS_US};
 use raft::Store;
+use raft::{Histogram, BUCKET_BOUNDS_US};
 use schema::observe::RequestStages;
 
 /// The node's metrics. Registered in their own registry so tests can run several nodes in one

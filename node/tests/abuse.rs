@@ -159,18 +159,18 @@ async fn an_anonymous_attacker_neither_stops_the_cluster_nor_gets_oversized_inpu
     // Phase 7: a forwarded proposal stamped ten hours ahead (a peer with a broken clock) is
     // clamped to the leader's clock: its reservation does not end ten hours late.
     let at = now_ms() + 10 * 3600 * 1000;
-    let batch = raft::types::Batch(vec![raft::types::Proposal {
+    let batch = raft::Batch(vec![raft::Proposal {
         at_ms: at,
         command: raft::Command::ReserveUsername {
             name: "skewed".into(),
-            canonical: raft::names::canonical("skewed"),
+            canonical: raft::model::names::canonical("skewed"),
             token: "t0k3n".into(),
             ttl_ms: 60_000,
         },
     }]);
     let body = serde_json::to_vec(&batch).expect("encode");
     let leader_id = c.nodes[leader].id;
-    let signature = raft::peer_auth::PeerAuth::new(SECRET.as_bytes(), 0).sign("forward", leader_id, &body, now_ms());
+    let signature = raft::PeerAuth::new(SECRET.as_bytes(), 0).sign("forward", leader_id, &body, now_ms());
     let url = format!("http://{}/raft/forward", c.nodes[leader].addr);
     let resp = c.http.post(&url).header("x-raft-signature", signature).body(body).send().await.expect("forward");
     assert_eq!(resp.status(), 200);

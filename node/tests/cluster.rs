@@ -196,9 +196,8 @@ async fn a_node_behind_the_purge_point_catches_up_from_a_snapshot_and_peers_need
     let url = format!("http://{}/raft/append", c.nodes[leader].addr);
     let leader_id = leader as u64 + 1;
     let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as i64;
-    let forged =
-        raft::peer_auth::PeerAuth::new(b"wrong-secret-wrong-secret", 0).sign("append", leader_id, b"{}", now_ms);
-    let signer = raft::peer_auth::PeerAuth::new(SECRET.as_bytes(), 0);
+    let forged = raft::PeerAuth::new(b"wrong-secret-wrong-secret", 0).sign("append", leader_id, b"{}", now_ms);
+    let signer = raft::PeerAuth::new(SECRET.as_bytes(), 0);
     let valid = signer.sign("status", leader_id, b"null", now_ms);
     let status_url = format!("http://{}/raft/status", c.nodes[leader].addr);
     let first = c.http.post(&status_url).header("x-raft-signature", &valid).body("null").send().await;

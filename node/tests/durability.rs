@@ -1,5 +1,5 @@
 //! Acknowledged writes survive kill -9, although applies commit the state without an fsync
-//! (`raft::state_machine::STATE_DURABLE_INTERVAL_MS`): the Raft log is durable before a write
+//! (`raft::STATE_DURABLE_INTERVAL_MS`): the Raft log is durable before a write
 //! is acknowledged, and a restarted node re-applies what its state file lost.
 
 mod support;

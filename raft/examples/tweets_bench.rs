@@ -18,9 +18,9 @@ use std::time::{Duration, Instant};
 
 use openraft::storage::RaftStateMachine;
 use openraft::{CommittedLeaderId, EntryPayload, LogId};
-use raft::state_machine::tweets::SearchQuery;
-use raft::types::{Batch, Entry, Proposal};
-use raft::{names, Command, StateMachine};
+use raft::model::names;
+use raft::model::tweets::SearchQuery;
+use raft::{Batch, Command, Entry, Proposal, StateMachine};
 
 /// Authors of the timeline state.
 const AUTHORS: u64 = 2_000;

@@ -8,104 +8,10 @@
 
 use serde::{Deserialize, Serialize};
 
-/// The stable error codes of the GraphQL contract that the state machine can decide.
-///
-/// Business rules are decided at apply time on the committed order; a rejected command is still a
-/// committed entry, but it changes nothing and answers with one of these.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum ErrorCode {
-    /// The caller may not do this.
-    Forbidden,
-    /// The input broke a rule.
-    InvalidInput,
-    /// The thing named does not exist.
-    NotFound,
-    /// The name has an owner.
-    UsernameTaken,
-    /// The name is held by someone else's reservation.
-    UsernameReserved,
-    /// The name is reserved by policy or cooling down after a release.
-    UsernameBlocked,
-    /// The name breaks the username policy.
-    UsernameInvalid,
-    /// Credentials did not match.
-    Unauthenticated,
-    /// Not enough stock left for the purchase.
-    SoldOut,
-    /// The sale is not open (not started yet, or ended).
-    SaleNotOpen,
-    /// The purchase would exceed the per-user limit.
-    LimitExceeded,
-}
-
-impl ErrorCode {
-    /// The code as it appears in a GraphQL error's `extensions.code`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorCode::Forbidden => "FORBIDDEN",
-            ErrorCode::InvalidInput => "INVALID_INPUT",
-            ErrorCode::NotFound => "NOT_FOUND",
-            ErrorCode::UsernameTaken => "USERNAME_TAKEN",
-            ErrorCode::UsernameReserved => "USERNAME_RESERVED",
-            ErrorCode::UsernameBlocked => "USERNAME_BLOCKED",
-            ErrorCode::UsernameInvalid => "USERNAME_INVALID",
-            ErrorCode::Unauthenticated => "UNAUTHENTICATED",
-            ErrorCode::SoldOut => "SOLD_OUT",
-            ErrorCode::SaleNotOpen => "SALE_NOT_OPEN",
-            ErrorCode::LimitExceeded => "LIMIT_EXCEEDED",
-        }
-    }
-}
-
-/// A rule the state machine refused a command for, with a message that names the rule.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
-#[error("{message}")]
-pub struct DomainError {
-    /// The stable code.
-    pub code: ErrorCode,
-    /// A sentence for humans naming the rule and the values that broke it.
-    pub message: String,
-}
-
-impl DomainError {
-    /// A refusal with `code` and a message.
-    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        DomainError { code, message: message.into() }
-    }
-}
-
-/// The role of an account. The first account a cluster registers is an admin so that a fresh
-/// cluster can be administered; every later one is a plain user.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Role {
-    /// May administer the cluster and the catalogue.
-    Admin,
-    /// Everyone else.
-    User,
-}
-
-/// An account as stored in the `users` table (the password hash lives apart, in `credentials`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct User {
-    /// Assigned at apply time from a replicated counter, starting at 1.
-    pub id: u64,
-    /// The name as the user typed it (NFC), shown to others.
-    pub username: String,
-    /// The canonical form (NFKC, case folded, confusable skeleton) that owns the name.
-    pub canonical: String,
-    /// Free-form display name.
-    pub display_name: String,
-    /// Contact e-mail, if given.
-    pub email: Option<String>,
-    /// Profile text.
-    pub bio: String,
-    /// Profile picture URL.
-    pub avatar_url: Option<String>,
-    /// What the account may do.
-    pub role: Role,
-    /// When the account was created (state machine time).
-    pub created_at_ms: i64,
-}
+use crate::model::chats::{Chat, Message};
+use crate::model::sales::{Order, Product, Sale};
+use crate::model::tweets::Tweet;
+use crate::model::{DomainError, ProfileChange, User};
 
 /// What a log entry asks the state machine to do.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -284,17 +190,6 @@ pub enum Command {
     },
 }
 
-/// Profile fields to change; `None` leaves a field as it is.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ProfileChange {
-    /// New display name.
-    pub display_name: Option<String>,
-    /// New profile text.
-    pub bio: Option<String>,
-    /// New avatar URL; an empty string removes it.
-    pub avatar_url: Option<String>,
-}
-
 impl Command {
     /// A short name for logs and metrics.
     pub fn kind(&self) -> &'static str {
@@ -339,22 +234,22 @@ pub enum Response {
         user_id: u64,
     },
     /// A product was created.
-    Product(crate::state_machine::sales::Product),
+    Product(Product),
     /// A sale was created or changed; this is its new state.
-    Sale(crate::state_machine::sales::Sale),
+    Sale(Sale),
     /// A purchase succeeded (or an earlier one with the same idempotency key is returned).
-    Order(crate::state_machine::sales::Order),
+    Order(Order),
     /// A chat was created or changed; this is its new state.
-    Chat(crate::state_machine::chats::Chat),
+    Chat(Chat),
     /// A message was sent (or an earlier one with the same client message id is returned).
-    Message(crate::state_machine::chats::Message),
+    Message(Message),
     /// A follow or unfollow was applied (or was already in effect); the followee's id.
     Followed {
         /// Whom the command named.
         followee: u64,
     },
     /// A tweet was posted.
-    Tweet(crate::state_machine::tweets::Tweet),
+    Tweet(Tweet),
     /// A tweet was deleted.
     TweetDeleted {
         /// Its id.
@@ -362,4 +257,24 @@ pub enum Response {
     },
     /// The command broke a rule and changed nothing.
     Rejected(DomainError),
+}
+
+impl Response {
+    /// A short name of the variant, for logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Response::Reserved { .. } => "reserved",
+            Response::User(..) => "user",
+            Response::Deleted { .. } => "deleted",
+            Response::Product(..) => "product",
+            Response::Sale(..) => "sale",
+            Response::Order(..) => "order",
+            Response::Chat(..) => "chat",
+            Response::Message(..) => "message",
+            Response::Followed { .. } => "followed",
+            Response::Tweet(..) => "tweet",
+            Response::TweetDeleted { .. } => "tweet_deleted",
+            Response::Rejected(..) => "rejected",
+        }
+    }
 }

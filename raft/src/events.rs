@@ -7,37 +7,13 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::state_machine::chats::Message;
+use crate::model::chats::Message;
+use crate::model::sales::SaleUpdate;
+use crate::model::tweets::Tweet;
 
 /// Events kept in the feed, across all topics. Older ones are pruned at apply time, identically
 /// on every node; a subscriber asking to resume before the window is told to re-read state.
 pub const EVENTS_RETAINED_MAX: u64 = 100_000;
-
-/// The status of a sale.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum SaleStatus {
-    /// Not open yet (before `startsAt`, or waiting for `startSale`).
-    Scheduled,
-    /// Purchases are accepted.
-    Open,
-    /// Nothing left.
-    SoldOut,
-    /// Closed (after `endsAt`, or by `endSale`).
-    Ended,
-}
-
-/// What a sale looks like after a change.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SaleUpdate {
-    /// The sale.
-    pub sale_id: u64,
-    /// Units left.
-    pub stock: u64,
-    /// Units sold.
-    pub sold: u64,
-    /// Status at the time of the change (state machine time).
-    pub status: SaleStatus,
-}
 
 /// What happened.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,7 +23,7 @@ pub enum EventPayload {
     /// A message was sent to a chat.
     ChatMessage(Message),
     /// A tweet was posted (on [`TWEETS_TOPIC`]).
-    Tweet(crate::state_machine::tweets::Tweet),
+    Tweet(Tweet),
     /// An account was deleted (on [`ACCOUNTS_TOPIC`]). Nobody subscribes to it: it is there to
     /// wake every subscription, so that those of the deleted account end at once.
     AccountDeleted {

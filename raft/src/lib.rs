@@ -4,42 +4,68 @@
 //! node by a deterministic state machine over redb tables. This crate knows nothing of GraphQL
 //! or HTTP servers: the node crate mounts the RPC handlers, the schema crate talks to [`Store`].
 //!
-//! Layout:
-//! - `types`: the openraft type configuration; a log entry carries a batch of proposals.
-//! - `command`: commands, responses, stable error codes.
+//! Its modules are private; this file chooses the public API (as redb's lib.rs does). The one
+//! public module is [`model`], the domain's vocabulary and rules, which the schema shares.
+//!
+//! Rooms, one line each:
+//! - `model`: the domain's home: rows, refusals, and the pure rules apply and schema share.
+//! - `command`: commands and responses: the log's wire contract.
 //! - `events`: the event feed's types (numbered at apply, resumable on any node).
-//! - `names`: username canonical form (NFKC, case fold, TS #39 skeleton) and policy.
+//! - `types`: the openraft type configuration; a log entry carries a batch of proposals.
+//! - `config`: the store's settings, defaults and the rules between them ([`ConfigError`]).
+//! - `error`: why the store could not serve a request ([`StoreError`]).
+//! - `store`: the facade the schema uses: propose, read at a consistency, the cluster.
+//! - `proposer`: batches concurrent proposals into one entry (group commit).
+//! - `router`: who leads; local writes, forwarding, read-index rounds, the leader's checks.
+//! - `read_index`: concurrent linearizable reads share one leadership confirmation.
+//! - `cluster`: bootstrap, join, admit; cluster status and readiness.
+//! - `network`: node-to-node RPC, both halves, named by one [`Rpc`]; appends bounded in bytes.
+//! - `peer_auth`: HMAC signatures of node-to-node requests (the secret never travels).
 //! - `log_store`: the Raft log in its own redb file (`RaftLogStorage`).
 //! - `state_machine`: apply, reads and snapshots over the state redb file (`RaftStateMachine`).
-//! - `network`: node-to-node RPC over HTTP (`RaftNetworkFactory`), append size bounded.
-//! - `peer_auth`: HMAC signatures of node-to-node requests (the secret never travels).
-//! - `proposer`: batches concurrent proposals into one entry and forwards them to the leader.
-//! - `store`: the narrow handle the schema uses: propose, read at a consistency, cluster status.
 //! - `stages`: per-stage latency histograms of the write and read paths (exported as metrics).
+//! - `clock`: the wall clock, read in one place.
 //! - `inject`: bugs the fault simulation can switch on to prove its checker finds them.
 
-pub mod command;
-pub mod events;
-pub mod inject;
+mod clock;
+mod cluster;
+mod command;
+mod config;
+mod error;
+mod events;
+mod inject;
 mod log_store;
-pub mod names;
-pub mod network;
-pub mod peer_auth;
+pub mod model;
+mod network;
+mod peer_auth;
 mod proposer;
 mod read_index;
-pub mod stages;
-pub mod state_machine;
+mod router;
+mod stages;
+mod state_machine;
 mod store;
-pub mod types;
+mod types;
 
-pub use command::{Command, DomainError, ErrorCode, ProfileChange, Response, Role, User};
-pub use inject::Inject;
-pub use log_store::LogStore;
-pub use proposer::{COMMAND_BYTES_MAX, PROPOSAL_BATCH_BYTES_MAX};
-pub use stages::Stages;
-pub use state_machine::{ReadView, SmError, StateDigest, StateMachine};
-pub use store::{
-    ClusterStatus, Consistency, MemberStatus, Read, Store, StoreConfig, StoreError, StoreStats, Written,
-    APPLY_WAIT_AFTER_WRITE_MIN_MS, FORWARDED_CLOCK_SKEW_MAX_MS, RETRY_AFTER_MS,
+pub use clock::now_ms;
+pub use cluster::{ClusterStatus, MemberStatus, READY_APPLY_LAG_MAX};
+pub use command::{Command, Response};
+pub use config::{
+    ConfigError, StoreConfig, ELECTION_TIMEOUT_MIN_DEFAULT_MS, HEARTBEAT_INTERVAL_DEFAULT_MS,
+    LOGS_KEPT_AFTER_SNAPSHOT_DEFAULT, PROPOSE_TIMEOUT_DEFAULT_MS, READ_TIMEOUT_DEFAULT_MS, SNAPSHOT_LOGS_DEFAULT,
 };
-pub use types::{NodeId, TypeConfig};
+pub use error::{StoreError, RETRY_AFTER_MS};
+pub use events::{chat_topic, sale_topic, Event, EventPayload, ACCOUNTS_TOPIC, EVENTS_RETAINED_MAX, TWEETS_TOPIC};
+pub use inject::Inject;
+pub use log_store::{LogError, LogStore};
+pub use model::{DomainError, ErrorCode, ProfileChange, Role, User};
+pub use network::server::FORWARDED_CLOCK_SKEW_MAX_MS;
+pub use network::{
+    sign, ForwardError, HttpTransport, JoinRequest, Network, PeerStatus, Rpc, Transport, TransportError,
+    APPEND_BYTES_MAX,
+};
+pub use peer_auth::{AuthError, PeerAuth, SignedBody, PEER_CLOCK_SKEW_MAX_MS, PEER_NONCES_MAX, SIGNATURE_HEADER};
+pub use proposer::{COMMAND_BYTES_MAX, PROPOSAL_BATCHES_IN_FLIGHT_MAX, PROPOSAL_BATCH_BYTES_MAX, PROPOSAL_BATCH_MAX};
+pub use stages::{Histogram, HistogramSnapshot, Stages, BUCKET_BOUNDS_US};
+pub use state_machine::{ReadView, SmError, StateDigest, StateMachine, STATE_DURABLE_INTERVAL_MS};
+pub use store::{Consistency, Read, Store, StoreStats, Written, APPLY_WAIT_AFTER_WRITE_MIN_MS};
+pub use types::{Batch, BatchResponse, Entry, NodeId, Proposal, StorageError, TypeConfig};

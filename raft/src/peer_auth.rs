@@ -25,6 +25,7 @@ use std::sync::Mutex;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
+use crate::network::Rpc;
 use crate::types::NodeId;
 
 /// The header that carries the signature on every `/raft/` request.
@@ -38,11 +39,6 @@ pub const PEER_CLOCK_SKEW_MAX_MS: i64 = 5_000;
 pub const PEER_NONCES_MAX: usize = 1_000_000;
 
 const VERSION: &str = "v1";
-
-/// This machine's clock in ms since the epoch: what requests are stamped and checked with.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
-}
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -175,7 +171,7 @@ impl PeerAuth {
         if skew_ms > PEER_CLOCK_SKEW_MAX_MS {
             return Err(AuthError::Stale { at_ms, skew_ms });
         }
-        let anyone = to == 0 && matches!(rpc, "join" | "status");
+        let anyone = to == 0 && Rpc::from_name(rpc).is_some_and(Rpc::to_any_node);
         if to != self.me && !anyone {
             return Err(AuthError::WrongTarget { to, me: self.me });
         }

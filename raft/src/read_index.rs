@@ -6,16 +6,20 @@
 //! acknowledged. Rounds run back to back while readers keep arriving; the first reader to find no
 //! round running starts the driver task.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
+use futures::future::BoxFuture;
 use tokio::sync::watch;
 
-use crate::store::StoreError;
+use crate::error::StoreError;
 
 type RoundResult = Option<Result<u64, StoreError>>;
-type RoundFn = dyn Fn() -> Pin<Box<dyn Future<Output = Result<u64, StoreError>> + Send>> + Send + Sync;
+
+/// What runs one round: confirms leadership and returns the index reads must wait for (the
+/// router, in the store).
+pub(crate) trait ReadIndexSource: Send + Sync + 'static {
+    fn round(&self) -> BoxFuture<'_, Result<u64, StoreError>>;
+}
 
 /// The state shared between readers and the driver.
 ///
@@ -26,15 +30,15 @@ struct State {
 }
 
 /// Batches read-index requests into rounds.
-pub(crate) struct SharedRounds {
+pub(crate) struct SharedRounds<S> {
     state: Mutex<State>,
-    round: Box<RoundFn>,
+    source: Arc<S>,
 }
 
-impl SharedRounds {
-    /// `round` performs one confirmation and returns the index reads must wait for.
-    pub(crate) fn new(round: Box<RoundFn>) -> Arc<Self> {
-        Arc::new(SharedRounds { state: Mutex::new(State { running: false, next: None }), round })
+impl<S: ReadIndexSource> SharedRounds<S> {
+    /// Rounds run by `source`.
+    pub(crate) fn new(source: Arc<S>) -> Arc<Self> {
+        Arc::new(SharedRounds { state: Mutex::new(State { running: false, next: None }), source })
     }
 
     /// The read index of a round that started after this call.
@@ -67,7 +71,7 @@ impl SharedRounds {
                     }
                 }
             };
-            let result = (self.round)().await;
+            let result = self.source.round().await;
             tx.send_replace(Some(result));
         }
     }
@@ -80,27 +84,32 @@ mod tests {
 
     use super::*;
 
+    /// Rounds that take 20 ms each and return their own number.
+    struct Counter(AtomicU64);
+
+    impl ReadIndexSource for Counter {
+        fn round(&self) -> BoxFuture<'_, Result<u64, StoreError>> {
+            Box::pin(async move {
+                let n = self.0.fetch_add(1, Ordering::SeqCst) + 1;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                Ok(n)
+            })
+        }
+    }
+
     // Many concurrent readers must share a handful of rounds, and every reader must get the
     // index of a round that started after it asked (here: the round counter at or after its
     // arrival), or linearizability breaks.
     #[tokio::test]
     async fn concurrent_readers_share_rounds_that_start_after_them() {
-        let rounds = Arc::new(AtomicU64::new(0));
-        let r = rounds.clone();
-        let shared = SharedRounds::new(Box::new(move || {
-            let r = r.clone();
-            Box::pin(async move {
-                let n = r.fetch_add(1, Ordering::SeqCst) + 1;
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                Ok(n)
-            })
-        }));
+        let rounds = Arc::new(Counter(AtomicU64::new(0)));
+        let shared = SharedRounds::new(rounds.clone());
         let mut tasks = Vec::new();
         for _ in 0..200 {
             let shared = shared.clone();
             let rounds = rounds.clone();
             tasks.push(tokio::spawn(async move {
-                let started_before = rounds.load(Ordering::SeqCst);
+                let started_before = rounds.0.load(Ordering::SeqCst);
                 let got = shared.read_index().await.expect("round");
                 assert!(got > started_before, "got round {got}, but round {started_before} had already started");
             }));
@@ -108,7 +117,7 @@ mod tests {
         for t in tasks {
             t.await.expect("reader");
         }
-        let total = rounds.load(Ordering::SeqCst);
+        let total = rounds.0.load(Ordering::SeqCst);
         assert!(total < 20, "200 concurrent readers took {total} rounds; they should share");
     }
 }

@@ -53,6 +53,26 @@ pub struct BatchResponse {
     pub responses: Vec<Response>,
 }
 
+/// The size of `value` encoded as JSON (as the log stores it), without building the encoding.
+pub(crate) fn encoded_len(value: &impl Serialize) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Encoding a command cannot fail (no maps with non-string keys); a failure counts as huge.
+    match serde_json::to_writer(&mut count, value) {
+        Ok(()) => count.0,
+        Err(_) => usize::MAX,
+    }
+}
+
 /// Shorthands for openraft's generic types instantiated with [`TypeConfig`].
 pub type Raft = openraft::Raft<TypeConfig>;
 /// A log entry of this store.

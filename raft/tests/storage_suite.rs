@@ -5,8 +5,7 @@
 //! redb files in a fresh temporary directory per case.
 
 use openraft::testing::{StoreBuilder, Suite};
-use raft::types::StorageError;
-use raft::{LogStore, StateMachine, TypeConfig};
+use raft::{LogStore, StateMachine, StorageError, TypeConfig};
 
 struct RedbBuilder;
 

@@ -2,13 +2,14 @@
 
 use async_graphql::{Context, Enum, Error, InputObject, Object, SimpleObject, ID};
 use chrono::{DateTime, Utc};
-use raft::state_machine::accounts::check_profile;
+use raft::model::accounts::check_profile;
 use raft::{
-    names, Command, Consistency as StoreConsistency, ProfileChange, Response, Role as StoreRole, User as StoredUser,
+    model::names, Command, Consistency as StoreConsistency, ProfileChange, Response, Role as StoreRole,
+    User as StoredUser,
 };
 
 use crate::auth::{self, viewer};
-use crate::error::{api_error, code, domain, invalid, store};
+use crate::error::{api_error, code, invalid};
 use crate::limits::{rate_limited, ClientKey};
 use crate::usernames::{claimable, status_of, UsernameStatus, USERNAME_INPUT_BYTES_MAX};
 use crate::{ms_to_datetime, now_ms, ApiContext, Consistency};
@@ -21,7 +22,7 @@ pub const PASSWORD_CHARS_MAX: usize = 128;
 /// counted or anything is hashed.
 pub const PASSWORD_BYTES_MAX: usize = PASSWORD_CHARS_MAX * 4;
 /// Longest display name, in characters (the state machine's rule).
-pub const DISPLAY_NAME_CHARS_MAX: usize = raft::state_machine::accounts::DISPLAY_NAME_CHARS_MAX;
+pub const DISPLAY_NAME_CHARS_MAX: usize = raft::model::accounts::DISPLAY_NAME_CHARS_MAX;
 /// Longest e-mail address, in bytes (RFC 5321).
 pub const EMAIL_BYTES_MAX: usize = 254;
 
@@ -87,11 +88,7 @@ impl UserObject {
 
 /// (following, followers) of a user, from this node's state.
 async fn follow_counts(ctx: &Context<'_>, user: u64) -> Result<(u64, u64), Error> {
-    let api = ctx.data::<ApiContext>()?;
-    Ok(crate::applied::value(
-        ctx,
-        api.store.read(StoreConsistency::Local, |v| v.follow_counts(user)).await.map_err(store)?,
-    ))
+    crate::applied::read(ctx, StoreConsistency::Local, |v| v.follow_counts(user)).await
 }
 
 /// A signed-in session.
@@ -146,7 +143,7 @@ fn check_password(password: &str) -> Result<(), Error> {
 }
 
 fn check_display_name(name: &str) -> Result<(), Error> {
-    raft::state_machine::accounts::check_display_name(name).map_err(|m| invalid("displayName", m))
+    raft::model::accounts::check_display_name(name).map_err(|m| invalid("displayName", m))
 }
 
 fn check_email(email: &str) -> Result<(), Error> {
@@ -170,10 +167,9 @@ fn check_email(email: &str) -> Result<(), Error> {
 
 /// A name's verdict on this node's state, to refuse hopeless claims before paying for a hash.
 /// Only a fast path: the state machine decides again on the committed order.
-async fn precheck(api: &ApiContext, name: &str) -> Result<(), Error> {
+async fn precheck(ctx: &Context<'_>, name: &str) -> Result<(), Error> {
     let now = now_ms();
-    let read = api.store.read(StoreConsistency::Local, |v| status_of(v, name, now)).await.map_err(store)?;
-    let (status, reason) = read.value;
+    let (status, reason) = crate::applied::read(ctx, StoreConsistency::Local, |v| status_of(v, name, now)).await?;
     let reason = reason.unwrap_or_default();
     match status {
         UsernameStatus::Taken => Err(api_error(code::USERNAME_TAKEN, reason)),
@@ -184,12 +180,13 @@ async fn precheck(api: &ApiContext, name: &str) -> Result<(), Error> {
     }
 }
 
-fn expect_user(resp: Response) -> Result<StoredUser, Error> {
-    match resp {
-        Response::User(u) => Ok(u),
-        Response::Rejected(e) => Err(domain(e)),
-        other => Err(api_error(code::INTERNAL, format!("unexpected response {other:?}"))),
-    }
+/// Proposes a command that answers with the user it changed.
+async fn write_user(ctx: &Context<'_>, cmd: Command) -> Result<StoredUser, Error> {
+    crate::applied::write(ctx, cmd, |r| match r {
+        Response::User(u) => Some(u),
+        _ => None,
+    })
+    .await
 }
 
 /// Account queries.
@@ -212,19 +209,15 @@ impl AccountQuery {
         username: Option<String>,
         #[graphql(desc = "Default LOCAL.")] consistency: Option<Consistency>,
     ) -> Result<Option<UserObject>, Error> {
-        let api = ctx.data::<ApiContext>()?;
         let consistency = consistency.unwrap_or(Consistency::Local);
         let found = match (id, username) {
             (Some(id), None) => {
                 let id: u64 = id.parse().map_err(|_| invalid("id", format!("{:?} is not a user id", id.0)))?;
-                crate::applied::value(ctx, api.store.read(consistency.into(), |v| v.user(id)).await.map_err(store)?)
+                crate::applied::read(ctx, consistency.into(), |v| v.user(id)).await?
             }
             (None, Some(name)) => {
                 let canonical = names::canonical(&name);
-                crate::applied::value(
-                    ctx,
-                    api.store.read(consistency.into(), |v| v.user_by_canonical(&canonical)).await.map_err(store)?,
-                )
+                crate::applied::read(ctx, consistency.into(), |v| v.user_by_canonical(&canonical)).await?
             }
             _ => return Err(invalid("user", "give exactly one of id and username")),
         };
@@ -253,7 +246,7 @@ impl AccountMutation {
         if let Some(email) = &input.email {
             check_email(email)?;
         }
-        precheck(api, &input.username).await?;
+        precheck(ctx, &input.username).await?;
         let password_hash = api.auth.hash(ctx.data_opt::<ClientKey>().copied(), input.password).await?;
         let cmd = Command::Register {
             username,
@@ -263,7 +256,7 @@ impl AccountMutation {
             email: input.email,
             reservation_token: input.reservation_token,
         };
-        let user = expect_user(crate::applied::propose(ctx, cmd).await?)?;
+        let user = write_user(ctx, cmd).await?;
         let token = api.auth.issue(&user)?;
         Ok(AuthPayload { token, user: UserObject { user, show_private: true } })
     }
@@ -289,18 +282,15 @@ impl AccountMutation {
                 retry_after_ms,
             ));
         }
-        let found = api
-            .store
-            .read(StoreConsistency::Linearizable, |v| match v.user_by_canonical(&canonical)? {
+        let found =
+            crate::applied::read(ctx, StoreConsistency::Linearizable, |v| match v.user_by_canonical(&canonical)? {
                 Some(u) => {
                     let hash = v.password_hash(u.id)?;
                     Ok(Some((u, hash)))
                 }
                 None => Ok(None),
             })
-            .await
-            .map_err(store)?
-            .value;
+            .await?;
         let (user, hash) = match found {
             Some((u, h)) => (Some(u), h),
             None => (None, None),
@@ -332,7 +322,7 @@ impl AccountMutation {
             reservation_token,
             cooldown_ms: api.config.username_cooldown_secs.saturating_mul(1000),
         };
-        let user = expect_user(crate::applied::propose(ctx, cmd).await?)?;
+        let user = write_user(ctx, cmd).await?;
         Ok(UserObject { user, show_private: true })
     }
 
@@ -341,7 +331,7 @@ impl AccountMutation {
         let me = viewer(ctx).await?;
         let change = ProfileChange { display_name: input.display_name, bio: input.bio, avatar_url: input.avatar_url };
         check_profile(&change).map_err(|(field, m)| invalid(field, m))?;
-        let user = expect_user(crate::applied::propose(ctx, Command::UpdateProfile { user_id: me.id, change }).await?)?;
+        let user = write_user(ctx, Command::UpdateProfile { user_id: me.id, change }).await?;
         Ok(UserObject { user, show_private: true })
     }
 
@@ -353,10 +343,10 @@ impl AccountMutation {
             user_id: me.id,
             cooldown_ms: api.config.username_cooldown_secs.saturating_mul(1000),
         };
-        match crate::applied::propose(ctx, cmd).await? {
-            Response::Deleted { .. } => Ok(true),
-            Response::Rejected(e) => Err(domain(e)),
-            other => Err(api_error(code::INTERNAL, format!("unexpected response {other:?}"))),
-        }
+        crate::applied::write(ctx, cmd, |r| match r {
+            Response::Deleted { .. } => Some(true),
+            _ => None,
+        })
+        .await
     }
 }

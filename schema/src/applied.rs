@@ -14,17 +14,19 @@
 //!   never reads a state older than one it already saw or wrote, on any node (monotonic reads
 //!   and read-your-writes across nodes).
 //!
-//! Each request gets its own cells (the extension is created per request); resolvers record
-//! what they read or wrote with [`record`] and [`propose`].
+//! Each request gets its own cells (the extension is created per request). Resolvers reach the
+//! store only through [`read`], [`read_blocking`], [`write`] and [`propose`], which record what
+//! they read and wrote, so no answer that read state goes without its index. (Subscriptions read
+//! through the feed instead: each event they deliver carries its own `index`.)
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextExecute, NextPrepareRequest};
 use async_graphql::{Context, Error, Pos, Request, Response, ServerResult, Value};
-use raft::Command;
+use raft::{Command, Consistency, ReadView, SmError};
 
-use crate::error::{invalid, store};
+use crate::error::{api_error, code, domain, invalid, store};
 use crate::ApiContext;
 
 /// The request extension naming the least applied index a request must be served at.
@@ -46,7 +48,7 @@ struct Cells {
 struct PerRequestCells(Arc<Cells>);
 
 /// Notes that this request read state at `index`.
-pub(crate) fn record(ctx: &Context<'_>, index: u64) {
+fn record(ctx: &Context<'_>, index: u64) {
     if let Some(cells) = ctx.data_opt::<PerRequestCells>() {
         cells.0.applied.fetch_max(index, Ordering::Relaxed);
     }
@@ -68,10 +70,59 @@ pub(crate) async fn propose(ctx: &Context<'_>, command: Command) -> Result<raft:
     Ok(written.response)
 }
 
-/// The value of a read, noting the index it was read at.
-pub(crate) fn value<T>(ctx: &Context<'_>, read: raft::Read<T>) -> T {
+/// Proposes `command` and hands its response to `expect`, which takes the variant the command
+/// answers with (`None` for any other). A rule the state machine refused becomes its domain
+/// error (its stable code); a variant `expect` does not take is a bug, reported as INTERNAL.
+pub(crate) async fn write<T>(
+    ctx: &Context<'_>,
+    command: Command,
+    expect: impl FnOnce(raft::Response) -> Option<T>,
+) -> Result<T, Error> {
+    let kind = command.kind();
+    let response = match propose(ctx, command).await? {
+        raft::Response::Rejected(e) => return Err(domain(e)),
+        response => response,
+    };
+    let got = response.kind();
+    expect(response).ok_or_else(|| {
+        tracing::error!(kind, got, "unexpected response");
+        api_error(code::INTERNAL, format!("unexpected response {got} to {kind}"))
+    })
+}
+
+/// Reads with `f` at `consistency`, noting the index it was read at for
+/// `extensions.appliedIndex`. Store failures become UNAVAILABLE or INTERNAL.
+pub(crate) async fn read<T>(
+    ctx: &Context<'_>,
+    consistency: Consistency,
+    f: impl FnOnce(&ReadView) -> Result<T, SmError>,
+) -> Result<T, Error> {
+    Ok(read_indexed(ctx, consistency, f).await?.value)
+}
+
+/// [`read`], returning the index too, for answers that show it (`usernameAvailability`).
+pub(crate) async fn read_indexed<T>(
+    ctx: &Context<'_>,
+    consistency: Consistency,
+    f: impl FnOnce(&ReadView) -> Result<T, SmError>,
+) -> Result<raft::Read<T>, Error> {
+    let api = ctx.data::<ApiContext>()?;
+    let read = api.store.read(consistency, f).await.map_err(store)?;
     record(ctx, read.applied_index);
-    read.value
+    Ok(read)
+}
+
+/// [`read`] with `f` on a blocking thread, for reads that may walk many rows (see
+/// [`raft::Store::read_blocking`]).
+pub(crate) async fn read_blocking<T: Send + 'static>(
+    ctx: &Context<'_>,
+    consistency: Consistency,
+    f: impl FnOnce(&ReadView) -> Result<T, SmError> + Send + 'static,
+) -> Result<T, Error> {
+    let api = ctx.data::<ApiContext>()?;
+    let read = api.store.read_blocking(consistency, f).await.map_err(store)?;
+    record(ctx, read.applied_index);
+    Ok(read.value)
 }
 
 /// `atLeastIndex` from a request's extensions: absent or null is 0 (no floor).

@@ -9,7 +9,7 @@ use raft::{Consistency, Role, User};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 
-use crate::error::{api_error, code, store};
+use crate::error::{api_error, code};
 use crate::limits::ClientKey;
 use crate::ApiContext;
 
@@ -201,8 +201,7 @@ pub async fn viewer_session(ctx: &Context<'_>) -> Result<(User, i64), Error> {
     };
     let (id, expires_at_ms) = api.auth.verify_claims(&token)?;
     for consistency in [Consistency::Local, Consistency::Linearizable] {
-        let read = api.store.read(consistency, |v| v.user(id)).await.map_err(store)?;
-        if let Some(user) = read.value {
+        if let Some(user) = crate::applied::read(ctx, consistency, |v| v.user(id)).await? {
             return Ok((user, expires_at_ms));
         }
     }

@@ -8,15 +8,15 @@ use async_graphql::connection::{Connection, Edge, EmptyFields};
 use async_graphql::{Context, Error, Object, SimpleObject, Subscription, ID};
 use chrono::{DateTime, Utc};
 use futures::{Stream, StreamExt};
-use raft::events::{chat_topic, EventPayload};
-use raft::state_machine::chats::{
+use raft::model::chats::{
     check_body, check_chat_name, check_client_message_id, Chat, Message, MessageRange, CHAT_PARTICIPANTS_MAX,
 };
+use raft::{chat_topic, EventPayload};
 use raft::{Command, Consistency as StoreConsistency, ReadView, Response, Role, SmError, Store, User};
 
 use crate::accounts::UserObject;
 use crate::auth::viewer;
-use crate::error::{api_error, code, domain, invalid, store};
+use crate::error::{api_error, code, invalid, store};
 use crate::feed::{self, FeedItem, Follow};
 use crate::paging::{cursor, cursor_of, page_size, page_size_of, parse_id};
 use crate::sales::user_object;
@@ -39,20 +39,15 @@ impl ChatObject {
     }
     /// Every participant, in user id order (at most 1000).
     async fn participants(&self, ctx: &Context<'_>) -> Result<Vec<UserObject>, Error> {
-        let api = ctx.data::<ApiContext>()?;
         let id = self.0.id;
-        let users = api
-            .store
-            .read(StoreConsistency::Local, |v| {
-                let mut out = Vec::new();
-                for u in v.chat_members(id, 0, CHAT_PARTICIPANTS_MAX)? {
-                    out.extend(v.user(u)?);
-                }
-                Ok(out)
-            })
-            .await
-            .map_err(store)?
-            .value;
+        let users = crate::applied::read(ctx, StoreConsistency::Local, |v| {
+            let mut out = Vec::new();
+            for u in v.chat_members(id, 0, CHAT_PARTICIPANTS_MAX)? {
+                out.extend(v.user(u)?);
+            }
+            Ok(out)
+        })
+        .await?;
         Ok(users.into_iter().map(|user| UserObject { user, show_private: false }).collect())
     }
     async fn participant_count(&self) -> u64 {
@@ -120,12 +115,13 @@ fn ids(field: &str, ids: &[ID]) -> Result<Vec<u64>, Error> {
     ids.iter().map(|id| parse_id(field, id)).collect()
 }
 
-fn expect_chat(resp: Response) -> Result<ChatObject, Error> {
-    match resp {
-        Response::Chat(c) => Ok(ChatObject(c)),
-        Response::Rejected(e) => Err(domain(e)),
-        other => Err(api_error(code::INTERNAL, format!("unexpected response {other:?}"))),
-    }
+/// Proposes a command that answers with the chat it changed.
+async fn write_chat(ctx: &Context<'_>, cmd: Command) -> Result<ChatObject, Error> {
+    crate::applied::write(ctx, cmd, |r| match r {
+        Response::Chat(c) => Some(ChatObject(c)),
+        _ => None,
+    })
+    .await
 }
 
 /// The chat if `user` participates in it: NOT_FOUND without a chat, FORBIDDEN without a seat.
@@ -149,13 +145,10 @@ impl ChatQuery {
     async fn chat(&self, ctx: &Context<'_>, id: ID) -> Result<Option<ChatObject>, Error> {
         let me = viewer(ctx).await?;
         let id = parse_id("id", &id)?;
-        let api = ctx.data::<ApiContext>()?;
-        let read = api
-            .store
-            .read(StoreConsistency::Local, |v| Ok((v.chat(id)?, v.is_chat_member(id, me.id)?)))
-            .await
-            .map_err(store)?;
-        match read.value {
+        let read =
+            crate::applied::read(ctx, StoreConsistency::Local, |v| Ok((v.chat(id)?, v.is_chat_member(id, me.id)?)))
+                .await?;
+        match read {
             (None, _) => Ok(None),
             (Some(_), false) => Err(forbidden(id)),
             (Some(c), true) => Ok(Some(ChatObject(c))),
@@ -177,14 +170,8 @@ impl ChatQuery {
             return Err(api_error(code::FORBIDDEN, "only the user themself may list their chats"));
         }
         let (n, after) = (page_size(first)?, cursor(after)?);
-        let api = ctx.data::<ApiContext>()?;
-        let mut rows = api
-            .store
-            .read(StoreConsistency::Local, |v| v.chats_of(user, after, n + 1))
-            .await
-            .map_err(store)?
-            .value
-            .items;
+        let mut rows =
+            crate::applied::read(ctx, StoreConsistency::Local, |v| v.chats_of(user, after, n + 1)).await?.items;
         let has_next = rows.len() > n;
         rows.truncate(n);
         let mut conn = Connection::new(after > 0, has_next);
@@ -214,16 +201,12 @@ impl ChatQuery {
         let after = cursor_of("after", after)?;
         let before = cursor_of("before", before)?;
         let range = MessageRange { after: after.unwrap_or(0), before, limit: n + 1, from_end };
-        let api = ctx.data::<ApiContext>()?;
-        let read = api
-            .store
-            .read(StoreConsistency::Local, |v| match chat_for(v, chat_id, me.id)? {
-                Ok(_) => Ok(Ok(v.messages(chat_id, range)?)),
-                Err(e) => Ok(Err(e)),
-            })
-            .await
-            .map_err(store)?;
-        let mut rows = read.value?;
+        let rows = crate::applied::read(ctx, StoreConsistency::Local, |v| match chat_for(v, chat_id, me.id)? {
+            Ok(_) => Ok(Ok(v.messages(chat_id, range)?)),
+            Err(e) => Ok(Err(e)),
+        })
+        .await?;
+        let mut rows = rows?;
         let more = rows.len() > n;
         let (has_previous, has_next) = if from_end {
             if more {
@@ -245,7 +228,7 @@ impl ChatQuery {
 pub struct ChatMutation;
 
 async fn propose_chat(ctx: &Context<'_>, cmd: Command) -> Result<ChatObject, Error> {
-    expect_chat(crate::applied::propose(ctx, cmd).await?)
+    write_chat(ctx, cmd).await
 }
 
 #[Object]
@@ -300,11 +283,11 @@ impl ChatMutation {
         check_body(&body).map_err(|m| invalid("body", m))?;
         check_client_message_id(&client_message_id).map_err(|m| invalid("clientMessageId", m))?;
         let cmd = Command::SendMessage { sender_id: me.id, chat_id, body, client_message_id };
-        match crate::applied::propose(ctx, cmd).await? {
-            Response::Message(m) => Ok(MessageObject(m)),
-            Response::Rejected(e) => Err(domain(e)),
-            other => Err(api_error(code::INTERNAL, format!("unexpected response {other:?}"))),
-        }
+        crate::applied::write(ctx, cmd, |r| match r {
+            Response::Message(m) => Some(MessageObject(m)),
+            _ => None,
+        })
+        .await
     }
 }
 

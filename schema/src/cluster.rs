@@ -3,8 +3,8 @@
 use std::collections::BTreeSet;
 
 use async_graphql::{Context, Error, Object, SimpleObject};
-use raft::network::ForwardError;
 use raft::ClusterStatus;
+use raft::ForwardError;
 
 use crate::auth::admin;
 use crate::error::{api_error, code, invalid, store};

@@ -55,11 +55,14 @@ pub fn store(e: StoreError) -> Error {
             })
         }
         StoreError::Invalid(message) => api_error(code::INVALID_INPUT, message),
-        StoreError::Internal(message) => {
-            tracing::error!(%message, "internal store error");
-            api_error(code::INTERNAL, message)
-        }
+        StoreError::Internal(message) => internal_store_error(message),
+        other @ (StoreError::Config(_) | StoreError::State(_)) => internal_store_error(other.to_string()),
     }
+}
+
+fn internal_store_error(message: String) -> Error {
+    tracing::error!(%message, "internal store error");
+    api_error(code::INTERNAL, message)
 }
 
 /// Stamps `INVALID_INPUT` on errors that carry no code: they come from async-graphql's parser

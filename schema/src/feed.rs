@@ -4,7 +4,7 @@
 //! its topic's events after the cursor from redb, yields them, and sleeps on the store's watch of
 //! the newest event number. Apply only bumps that watch, so a slow subscriber never slows apply
 //! and never grows memory: it just reads later. If it falls so far behind that its cursor leaves
-//! the retained window (`raft::events::EVENTS_RETAINED_MAX`), it ends with an error telling the
+//! the retained window (`raft::EVENTS_RETAINED_MAX`), it ends with an error telling the
 //! client to re-read the state and subscribe afresh. The same code replays after `afterIndex`
 //! on a reconnect and follows live events, so there is no gap and no repeat between the two.
 
@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use async_graphql::Error;
 use futures::Stream;
-use raft::events::Event;
+use raft::Event;
 use raft::{Consistency, ReadView, SmError, Store};
 use tokio::sync::watch;
 

@@ -15,7 +15,7 @@ use async_graphql::extensions::{
 };
 use async_graphql::parser::types::{DocumentOperations, ExecutableDocument, OperationType, Selection};
 use async_graphql::{Response, ServerError, ServerResult, ValidationResult, Variables};
-use raft::stages::Histogram;
+use raft::Histogram;
 
 /// Called once per request with the operation label, the time it took, and whether it failed.
 pub type Observer = Arc<dyn Fn(&str, Duration, bool) + Send + Sync>;

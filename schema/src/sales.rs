@@ -5,13 +5,14 @@ use async_graphql::connection::{Connection, Edge, EmptyFields};
 use async_graphql::{Context, Enum, Error, InputObject, Object, Subscription, ID};
 use chrono::{DateTime, Utc};
 use futures::{Stream, StreamExt};
-use raft::events::{sale_topic, EventPayload, SaleStatus as StoreSaleStatus};
-use raft::state_machine::sales::{BuyerTotal, Order, Product, Sale};
+use raft::model::sales::SaleStatus as StoreSaleStatus;
+use raft::model::sales::{BuyerTotal, Order, Product, Sale};
+use raft::{sale_topic, EventPayload};
 use raft::{Command, Consistency as StoreConsistency, Response, Role, Store};
 
 use crate::accounts::UserObject;
 use crate::auth::{admin, viewer};
-use crate::error::{api_error, code, domain, invalid, store};
+use crate::error::{api_error, code, invalid, store};
 use crate::feed::{self, FeedItem, Follow};
 use crate::paging::{cursor, page_size, parse_id, PAGE_SIZE_MAX};
 use crate::{ms_to_datetime, now_ms, ApiContext, Consistency};
@@ -52,9 +53,7 @@ impl From<StoreSaleStatus> for SaleStatus {
 }
 
 pub(crate) async fn user_object(ctx: &Context<'_>, id: u64) -> Result<Option<UserObject>, Error> {
-    let api = ctx.data::<ApiContext>()?;
-    let user =
-        crate::applied::value(ctx, api.store.read(StoreConsistency::Local, |v| v.user(id)).await.map_err(store)?);
+    let user = crate::applied::read(ctx, StoreConsistency::Local, |v| v.user(id)).await?;
     Ok(user.map(|user| UserObject { user, show_private: false }))
 }
 
@@ -89,10 +88,8 @@ impl SaleObject {
         ID(self.0.id.to_string())
     }
     async fn product(&self, ctx: &Context<'_>) -> Result<Option<ProductObject>, Error> {
-        let api = ctx.data::<ApiContext>()?;
         let id = self.0.product_id;
-        Ok(crate::applied::value(ctx, api.store.read(StoreConsistency::Local, |v| v.product(id)).await.map_err(store)?)
-            .map(ProductObject))
+        Ok(crate::applied::read(ctx, StoreConsistency::Local, |v| v.product(id)).await?.map(ProductObject))
     }
     async fn status(&self) -> SaleStatus {
         self.0.status_at(now_ms()).into()
@@ -214,12 +211,13 @@ pub struct CreateSaleInput {
     pub per_user_limit: i64,
 }
 
-fn expect_sale(resp: Response) -> Result<SaleObject, Error> {
-    match resp {
-        Response::Sale(s) => Ok(SaleObject(s)),
-        Response::Rejected(e) => Err(domain(e)),
-        other => Err(api_error(code::INTERNAL, format!("unexpected response {other:?}"))),
-    }
+/// Proposes a command that answers with the sale it changed.
+async fn write_sale(ctx: &Context<'_>, cmd: Command) -> Result<SaleObject, Error> {
+    crate::applied::write(ctx, cmd, |r| match r {
+        Response::Sale(s) => Some(SaleObject(s)),
+        _ => None,
+    })
+    .await
 }
 
 /// Sales' queries.
@@ -231,9 +229,7 @@ impl SaleQuery {
     /// A product.
     async fn product(&self, ctx: &Context<'_>, id: ID) -> Result<Option<ProductObject>, Error> {
         let id = parse_id("id", &id)?;
-        let api = ctx.data::<ApiContext>()?;
-        Ok(crate::applied::value(ctx, api.store.read(StoreConsistency::Local, |v| v.product(id)).await.map_err(store)?)
-            .map(ProductObject))
+        Ok(crate::applied::read(ctx, StoreConsistency::Local, |v| v.product(id)).await?.map(ProductObject))
     }
 
     /// A sale, read at `consistency` (default LINEARIZABLE: stock as of now, cluster-wide).
@@ -244,9 +240,8 @@ impl SaleQuery {
         consistency: Option<Consistency>,
     ) -> Result<Option<SaleObject>, Error> {
         let id = parse_id("id", &id)?;
-        let api = ctx.data::<ApiContext>()?;
         let c = consistency.unwrap_or(Consistency::Linearizable);
-        Ok(crate::applied::value(ctx, api.store.read(c.into(), |v| v.sale(id)).await.map_err(store)?).map(SaleObject))
+        Ok(crate::applied::read(ctx, c.into(), |v| v.sale(id)).await?.map(SaleObject))
     }
 
     /// Sales by id, optionally only those with `status` now.
@@ -257,14 +252,10 @@ impl SaleQuery {
         first: Option<i32>,
         after: Option<String>,
     ) -> Result<Connection<String, SaleObject, EmptyFields, EmptyFields>, Error> {
-        let api = ctx.data::<ApiContext>()?;
         let (n, after) = (page_size(first)?, cursor(after)?);
         let now = now_ms();
         let keep = move |s: &Sale| status.is_none_or(|st| SaleStatus::from(s.status_at(now)) == st);
-        let mut rows = crate::applied::value(
-            ctx,
-            api.store.read(StoreConsistency::Local, |v| v.sales(after, n + 1, keep)).await.map_err(store)?,
-        );
+        let mut rows = crate::applied::read(ctx, StoreConsistency::Local, |v| v.sales(after, n + 1, keep)).await?;
         let has_next = rows.len() > n;
         rows.truncate(n);
         let mut conn = Connection::new(after > 0, has_next);
@@ -281,7 +272,6 @@ impl SaleQuery {
         after: Option<String>,
     ) -> Result<Connection<String, OrderObject, EmptyFields, EmptyFields>, Error> {
         let me = viewer(ctx).await?;
-        let api = ctx.data::<ApiContext>()?;
         let (n, mut after) = (page_size(first)?, cursor(after)?);
         let has_previous = after > 0;
         let sale = sale_id.as_ref().map(|s| parse_id("saleId", s)).transpose()?;
@@ -289,27 +279,21 @@ impl SaleQuery {
         let mut has_next = false;
         match sale {
             _ if me.role == Role::Admin => {
-                rows = api
-                    .store
-                    .read(StoreConsistency::Local, |v| match sale {
-                        Some(sale) => v.orders_of(sale, false, after, n + 1),
-                        None => v.orders_after(after, n + 1),
-                    })
-                    .await
-                    .map_err(store)?
-                    .value;
+                rows = crate::applied::read(ctx, StoreConsistency::Local, |v| match sale {
+                    Some(sale) => v.orders_of(sale, false, after, n + 1),
+                    None => v.orders_after(after, n + 1),
+                })
+                .await?;
                 has_next = rows.len() > n;
                 rows.truncate(n);
             }
             _ => {
                 // A buyer's orders are few; filter their index by sale, page by page.
                 'pages: loop {
-                    let page = api
-                        .store
-                        .read(StoreConsistency::Local, |v| v.orders_of(me.id, true, after, PAGE_SIZE_MAX))
-                        .await
-                        .map_err(store)?
-                        .value;
+                    let page = crate::applied::read(ctx, StoreConsistency::Local, |v| {
+                        v.orders_of(me.id, true, after, PAGE_SIZE_MAX)
+                    })
+                    .await?;
                     let exhausted = page.len() < PAGE_SIZE_MAX;
                     for o in page {
                         after = o.id;
@@ -343,11 +327,7 @@ impl SaleQuery {
         if !(1..=LEADERBOARD_LIMIT_MAX).contains(&limit) {
             return Err(invalid("limit", format!("must be 1 to {LEADERBOARD_LIMIT_MAX}, got {limit}")));
         }
-        let api = ctx.data::<ApiContext>()?;
-        let rows = crate::applied::value(
-            ctx,
-            api.store.read(StoreConsistency::Local, |v| v.leaderboard(id, limit as usize)).await.map_err(store)?,
-        );
+        let rows = crate::applied::read(ctx, StoreConsistency::Local, |v| v.leaderboard(id, limit as usize)).await?;
         Ok(rows.into_iter().enumerate().map(|(i, total)| LeaderboardEntry { rank: i + 1, total }).collect())
     }
 }
@@ -376,11 +356,11 @@ impl SaleMutation {
             description: input.description,
             price_cents,
         };
-        match crate::applied::propose(ctx, cmd).await? {
-            Response::Product(p) => Ok(ProductObject(p)),
-            Response::Rejected(e) => Err(domain(e)),
-            other => Err(api_error(code::INTERNAL, format!("unexpected response {other:?}"))),
-        }
+        crate::applied::write(ctx, cmd, |r| match r {
+            Response::Product(p) => Some(ProductObject(p)),
+            _ => None,
+        })
+        .await
     }
 
     /// Puts stock of a product on sale (ADMIN). Without `startsAt` it waits for `startSale`.
@@ -403,21 +383,21 @@ impl SaleMutation {
             }
         }
         let cmd = Command::CreateSale { actor: me.id, product_id, stock, starts_at_ms, ends_at_ms, per_user_limit };
-        expect_sale(crate::applied::propose(ctx, cmd).await?)
+        write_sale(ctx, cmd).await
     }
 
     /// Opens a sale now (ADMIN).
     async fn start_sale(&self, ctx: &Context<'_>, sale_id: ID) -> Result<SaleObject, Error> {
         let me = admin(ctx).await?;
         let sale_id = parse_id("saleId", &sale_id)?;
-        expect_sale(crate::applied::propose(ctx, Command::StartSale { actor: me.id, sale_id }).await?)
+        write_sale(ctx, Command::StartSale { actor: me.id, sale_id }).await
     }
 
     /// Closes a sale now (ADMIN).
     async fn end_sale(&self, ctx: &Context<'_>, sale_id: ID) -> Result<SaleObject, Error> {
         let me = admin(ctx).await?;
         let sale_id = parse_id("saleId", &sale_id)?;
-        expect_sale(crate::applied::propose(ctx, Command::EndSale { actor: me.id, sale_id }).await?)
+        write_sale(ctx, Command::EndSale { actor: me.id, sale_id }).await
     }
 
     /// Buys `quantity` units, all or nothing. The same `idempotencyKey` from the same buyer
@@ -438,11 +418,11 @@ impl SaleMutation {
             return Err(invalid("idempotencyKey", format!("must be 1 to {IDEMPOTENCY_KEY_BYTES_MAX} bytes")));
         }
         let cmd = Command::Purchase { user_id: me.id, sale_id, quantity: quantity as u64, idempotency_key };
-        match crate::applied::propose(ctx, cmd).await? {
-            Response::Order(o) => Ok(OrderObject(o)),
-            Response::Rejected(e) => Err(domain(e)),
-            other => Err(api_error(code::INTERNAL, format!("unexpected response {other:?}"))),
-        }
+        crate::applied::write(ctx, cmd, |r| match r {
+            Response::Order(o) => Some(OrderObject(o)),
+            _ => None,
+        })
+        .await
     }
 }
 
@@ -450,14 +430,10 @@ impl SaleMutation {
 #[derive(Default)]
 pub struct SaleSubscription;
 
-fn update_of(seq: u64, sale: &Sale, now: i64) -> SaleUpdate {
-    SaleUpdate {
-        index: seq,
-        sale_id: ID(sale.id.to_string()),
-        stock: sale.stock(),
-        sold: sale.sold,
-        status: sale.status_at(now).into(),
-    }
+/// The one way a sale becomes a `SaleUpdate`: the model's update (from an event, or from the
+/// sale read now) at feed position `index`.
+fn update_at(index: u64, u: raft::model::sales::SaleUpdate) -> SaleUpdate {
+    SaleUpdate { index, sale_id: ID(u.sale_id.to_string()), stock: u.stock, sold: u.sold, status: u.status.into() }
 }
 
 #[Subscription]
@@ -485,7 +461,7 @@ impl SaleSubscription {
         if let Some(a) = after_index {
             feed::check_window(a, pruned, "sale")?;
         }
-        let current = after_index.is_none().then(|| Ok(update_of(last, &sale, now_ms())));
+        let current = after_index.is_none().then(|| Ok(update_at(last, sale.update(now_ms()))));
         // A sale opening or ending by the clock (startsAt, endsAt) is applied by no command, so
         // the feed wakes at those times and the status read then is reported.
         let ticks_ms = [sale.starts_at_ms, sale.ends_at_ms].into_iter().flatten().collect();
@@ -506,19 +482,13 @@ impl SaleSubscription {
                 match item {
                     Err(e) => Some(Err(e)),
                     Ok(FeedItem::Event(e)) => match e.payload {
-                        EventPayload::Sale(u) => Some(Ok(SaleUpdate {
-                            index: e.seq,
-                            sale_id: ID(u.sale_id.to_string()),
-                            stock: u.stock,
-                            sold: u.sold,
-                            status: u.status.into(),
-                        })),
+                        EventPayload::Sale(u) => Some(Ok(update_at(e.seq, u))),
                         _ => None,
                     },
                     Ok(FeedItem::Tick { cursor }) => {
                         let now = now_ms();
                         match store.read(StoreConsistency::Local, |v| v.sale(id)).await {
-                            Ok(r) => r.value.map(|s| Ok(update_of(cursor, &s, now))),
+                            Ok(r) => r.value.map(|s| Ok(update_at(cursor, s.update(now)))),
                             Err(e) => Some(Err(store_err(e))),
                         }
                     }

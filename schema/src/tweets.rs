@@ -12,13 +12,13 @@ use async_graphql::connection::{Connection, Edge, EmptyFields};
 use async_graphql::{Context, Error, ErrorExtensions, Object, SimpleObject, Subscription, ID};
 use chrono::{DateTime, Utc};
 use futures::{Stream, StreamExt};
-use raft::events::{EventPayload, TWEETS_TOPIC};
-use raft::state_machine::tweets::{check_tweet_body, normalize_tag, SearchQuery, Tweet, TweetPage};
+use raft::model::tweets::{check_tweet_body, normalize_tag, SearchQuery, Tweet, TweetPage};
 use raft::{Command, Consistency as StoreConsistency, ReadView, Response, SmError, Store};
+use raft::{EventPayload, TWEETS_TOPIC};
 
 use crate::accounts::UserObject;
 use crate::auth::viewer;
-use crate::error::{api_error, code, domain, invalid, store};
+use crate::error::{api_error, code, invalid, store};
 use crate::feed::{self, FeedItem, Follow};
 use crate::paging::{cursor, cursor_of, page_size, parse_id};
 use crate::sales::user_object;
@@ -45,9 +45,7 @@ impl TweetObject {
     /// The tweet this answers; null if it was deleted.
     async fn reply_to(&self, ctx: &Context<'_>) -> Result<Option<TweetObject>, Error> {
         let Some(id) = self.0.reply_to else { return Ok(None) };
-        let api = ctx.data::<ApiContext>()?;
-        Ok(crate::applied::value(ctx, api.store.read(StoreConsistency::Local, |v| v.tweet(id)).await.map_err(store)?)
-            .map(TweetObject))
+        Ok(crate::applied::read(ctx, StoreConsistency::Local, |v| v.tweet(id)).await?.map(TweetObject))
     }
     async fn reply_to_id(&self) -> Option<ID> {
         self.0.reply_to.map(|r| ID(r.to_string()))
@@ -62,20 +60,15 @@ impl TweetObject {
     }
     /// Accounts the body mentions (names without an account stay plain text).
     async fn mentions(&self, ctx: &Context<'_>) -> Result<Vec<UserObject>, Error> {
-        let api = ctx.data::<ApiContext>()?;
         let ids = self.0.mention_ids.clone();
-        let users = api
-            .store
-            .read(StoreConsistency::Local, move |v| {
-                let mut out = Vec::new();
-                for id in ids {
-                    out.extend(v.user(id)?);
-                }
-                Ok(out)
-            })
-            .await
-            .map_err(store)?
-            .value;
+        let users = crate::applied::read(ctx, StoreConsistency::Local, move |v| {
+            let mut out = Vec::new();
+            for id in ids {
+                out.extend(v.user(id)?);
+            }
+            Ok(out)
+        })
+        .await?;
         Ok(users.into_iter().map(|user| UserObject { user, show_private: false }).collect())
     }
     async fn created_at(&self) -> DateTime<Utc> {
@@ -111,9 +104,8 @@ async fn tweet_page(
     let n = page_size(first)?;
     let has_after = after.is_some();
     let before = before_of(after)?;
-    let api = ctx.data::<ApiContext>()?;
     let consistency = consistency.unwrap_or(Consistency::Local).into();
-    let page = crate::applied::value(ctx, api.store.read(consistency, |v| f(v, before, n + 1)).await.map_err(store)?);
+    let page = crate::applied::read(ctx, consistency, |v| f(v, before, n + 1)).await?;
     tweet_connection(page, n, has_after)
 }
 
@@ -125,7 +117,7 @@ fn tweet_connection(page: TweetPage, n: usize, has_after: bool) -> Result<TweetC
             code::INVALID_INPUT,
             format!(
                 "no match in the {} index rows this request may read below this cursor; the search is too broad, add or change words",
-                raft::state_machine::tweets::SEARCH_ROWS_READ_MAX.min(crate::limits::ROWS_PER_REQUEST_MAX)
+                raft::model::tweets::SEARCH_ROWS_READ_MAX.min(crate::limits::ROWS_PER_REQUEST_MAX)
             ),
         ));
     }
@@ -171,15 +163,13 @@ async fn search_page(
         }
     };
     let consistency = consistency.unwrap_or(Consistency::Local).into();
-    let read = api
-        .store
-        .read_blocking(consistency, move |v| v.search_within(&query, before, n + 1, rows_max))
-        .await
-        .map_err(store)?;
+    let page =
+        crate::applied::read_blocking(ctx, consistency, move |v| v.search_within(&query, before, n + 1, rows_max))
+            .await?;
     if let Some(b) = budget {
-        b.spend(read.value.rows_read);
+        b.spend(page.rows_read);
     }
-    tweet_connection(crate::applied::value(ctx, read), n, has_after)
+    tweet_connection(page, n, has_after)
 }
 
 /// Reads a page of user ids in id order with `f` and builds the connection.
@@ -190,23 +180,18 @@ async fn user_page(
     f: impl FnOnce(&ReadView, u64, usize) -> Result<Vec<u64>, SmError>,
 ) -> Result<UserConnection, Error> {
     let (n, after) = (page_size(first)?, cursor(after)?);
-    let api = ctx.data::<ApiContext>()?;
-    let mut users = api
-        .store
-        .read(StoreConsistency::Local, |v| {
-            let ids = f(v, after, n + 1)?;
-            let mut out = Vec::with_capacity(ids.len());
-            for id in ids {
-                // A deleted account keeps its edges; show the others and keep the cursor exact.
-                if let Some(u) = v.user(id)? {
-                    out.push(u);
-                }
+    let mut users = crate::applied::read(ctx, StoreConsistency::Local, |v| {
+        let ids = f(v, after, n + 1)?;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            // A deleted account keeps its edges; show the others and keep the cursor exact.
+            if let Some(u) = v.user(id)? {
+                out.push(u);
             }
-            Ok(out)
-        })
-        .await
-        .map_err(store)?
-        .value;
+        }
+        Ok(out)
+    })
+    .await?;
     let has_next = users.len() > n;
     users.truncate(n);
     let mut conn = Connection::new(after > 0, has_next);
@@ -229,9 +214,8 @@ impl TweetQuery {
         #[graphql(desc = "Default LOCAL.")] consistency: Option<Consistency>,
     ) -> Result<Option<TweetObject>, Error> {
         let id = parse_id("id", &id)?;
-        let api = ctx.data::<ApiContext>()?;
         let c = consistency.unwrap_or(Consistency::Local).into();
-        Ok(crate::applied::value(ctx, api.store.read(c, |v| v.tweet(id)).await.map_err(store)?).map(TweetObject))
+        Ok(crate::applied::read(ctx, c, |v| v.tweet(id)).await?.map(TweetObject))
     }
 
     /// The viewer's home timeline: their own tweets and those of the accounts they follow,
@@ -333,11 +317,12 @@ impl TweetQuery {
 pub struct TweetMutation;
 
 async fn propose_follow(ctx: &Context<'_>, cmd: Command) -> Result<Option<UserObject>, Error> {
-    match crate::applied::propose(ctx, cmd).await? {
-        Response::Followed { followee } => user_object(ctx, followee).await,
-        Response::Rejected(e) => Err(domain(e)),
-        other => Err(api_error(code::INTERNAL, format!("unexpected response {other:?}"))),
-    }
+    let followee = crate::applied::write(ctx, cmd, |r| match r {
+        Response::Followed { followee } => Some(followee),
+        _ => None,
+    })
+    .await?;
+    user_object(ctx, followee).await
 }
 
 #[Object]
@@ -366,22 +351,22 @@ impl TweetMutation {
         let me = viewer(ctx).await?;
         check_tweet_body(&body).map_err(|m| invalid("body", m))?;
         let reply_to = reply_to.map(|r| parse_id("replyTo", &r)).transpose()?;
-        match crate::applied::propose(ctx, Command::PostTweet { author: me.id, body, reply_to }).await? {
-            Response::Tweet(t) => Ok(TweetObject(t)),
-            Response::Rejected(e) => Err(domain(e)),
-            other => Err(api_error(code::INTERNAL, format!("unexpected response {other:?}"))),
-        }
+        crate::applied::write(ctx, Command::PostTweet { author: me.id, body, reply_to }, |r| match r {
+            Response::Tweet(t) => Some(TweetObject(t)),
+            _ => None,
+        })
+        .await
     }
 
     /// Deletes one of the viewer's tweets: it leaves timelines, hashtags, mentions and search.
     async fn delete_tweet(&self, ctx: &Context<'_>, id: ID) -> Result<bool, Error> {
         let me = viewer(ctx).await?;
         let tweet_id = parse_id("id", &id)?;
-        match crate::applied::propose(ctx, Command::DeleteTweet { actor: me.id, tweet_id }).await? {
-            Response::TweetDeleted { .. } => Ok(true),
-            Response::Rejected(e) => Err(domain(e)),
-            other => Err(api_error(code::INTERNAL, format!("unexpected response {other:?}"))),
-        }
+        crate::applied::write(ctx, Command::DeleteTweet { actor: me.id, tweet_id }, |r| match r {
+            Response::TweetDeleted { .. } => Some(true),
+            _ => None,
+        })
+        .await
     }
 }
 
@@ -421,7 +406,7 @@ impl TweetSubscription {
             reread: "timeline",
             guard: |_: &ReadView| Ok(Ok(())),
             ticks_ms: Vec::new(),
-            keep: Some(Box::new(move |v: &ReadView, e: &raft::events::Event| match &e.payload {
+            keep: Some(Box::new(move |v: &ReadView, e: &raft::Event| match &e.payload {
                 EventPayload::Tweet(t) => {
                     Ok((t.author_id == viewer_id || v.follows(viewer_id, t.author_id)?) && v.tweet(t.id)?.is_some())
                 }

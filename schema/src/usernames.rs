@@ -2,11 +2,11 @@
 
 use async_graphql::{Context, Enum, Error, Object, SimpleObject};
 use chrono::{DateTime, Utc};
-use raft::names::{self, NameError};
-use raft::state_machine::accounts::{format_ms, NameRecord};
-use raft::{Command, Consistency as StoreConsistency, ReadView, Response, SmError};
+use raft::model::accounts::check_claim;
+use raft::model::names::{self, NameError};
+use raft::{Command, Consistency as StoreConsistency, ErrorCode, ReadView, Response, SmError};
 
-use crate::error::{api_error, code, domain, invalid, store};
+use crate::error::{api_error, code, invalid};
 use crate::{ms_to_datetime, now_ms, random_token, ApiContext, Consistency};
 
 /// Suggestions returned with a name that is not available.
@@ -69,18 +69,15 @@ pub(crate) fn status_of(view: &ReadView, name: &str, now: i64) -> Result<(Userna
     }
     // Ownership first: a look-alike of a taken name is TAKEN even if it breaks the policy
     // (`аlice` in Cyrillic mixes scripts, yet what a user needs to hear is that alice is taken).
-    match view.name_record(&canonical)? {
-        Some(NameRecord::Owned { .. }) => return Ok((UsernameStatus::Taken, Some("username is taken".into()))),
-        Some(NameRecord::Reserved { expires_at_ms, .. }) if expires_at_ms > now => {
-            return Ok((UsernameStatus::Reserved, Some(format!("reserved until {}", format_ms(expires_at_ms)))))
-        }
-        Some(NameRecord::Cooldown { until_ms }) if until_ms > now => {
-            return Ok((
-                UsernameStatus::Blocked,
-                Some(format!("released recently; blocked until {}", format_ms(until_ms))),
-            ))
-        }
-        _ => {}
+    // The record's verdict is the rule apply claims by, so the two never disagree.
+    let record = view.name_record(&canonical)?;
+    if let Err(e) = check_claim(record.as_ref(), now, None) {
+        let status = match e.code {
+            ErrorCode::UsernameTaken => UsernameStatus::Taken,
+            ErrorCode::UsernameReserved => UsernameStatus::Reserved,
+            _ => UsernameStatus::Blocked,
+        };
+        return Ok((status, Some(e.message)));
     }
     Ok(match names::validate(name) {
         Ok(()) => (UsernameStatus::Available, None),
@@ -122,33 +119,28 @@ impl UsernameQuery {
         name: String,
         #[graphql(desc = "Default LINEARIZABLE.")] consistency: Option<Consistency>,
     ) -> Result<UsernameAvailability, Error> {
-        let api = ctx.data::<ApiContext>()?;
         let consistency = consistency.unwrap_or(Consistency::Linearizable);
         if name.len() > USERNAME_INPUT_BYTES_MAX {
             return Err(invalid("name", format!("must be at most {USERNAME_INPUT_BYTES_MAX} bytes")));
         }
         let now = now_ms();
-        let read = api
-            .store
-            .read(consistency.into(), |view| {
-                let (status, reason) = status_of(view, &name, now)?;
-                let mut suggestions = Vec::new();
-                if status != UsernameStatus::Available {
-                    // The salt varies suggestions between askers without any randomness in apply.
-                    for candidate in names::suggestion_candidates(&name, now as u64 / 1000) {
-                        if status_of(view, &candidate, now)?.0 == UsernameStatus::Available {
-                            suggestions.push(candidate);
-                            if suggestions.len() == SUGGESTIONS_MAX {
-                                break;
-                            }
+        let read = crate::applied::read_indexed(ctx, consistency.into(), |view| {
+            let (status, reason) = status_of(view, &name, now)?;
+            let mut suggestions = Vec::new();
+            if status != UsernameStatus::Available {
+                // The salt varies suggestions between askers without any randomness in apply.
+                for candidate in names::suggestion_candidates(&name, now as u64 / 1000) {
+                    if status_of(view, &candidate, now)?.0 == UsernameStatus::Available {
+                        suggestions.push(candidate);
+                        if suggestions.len() == SUGGESTIONS_MAX {
+                            break;
                         }
                     }
                 }
-                Ok((status, reason, suggestions))
-            })
-            .await
-            .map_err(store)?;
-        crate::applied::record(ctx, read.applied_index);
+            }
+            Ok((status, reason, suggestions))
+        })
+        .await?;
         let (status, reason, suggestions) = read.value;
         Ok(UsernameAvailability {
             canonical: names::canonical(&name),
@@ -198,13 +190,13 @@ impl UsernameMutation {
         let token = random_token();
         let cmd =
             Command::ReserveUsername { name: display.clone(), canonical, token, ttl_ms: i64::from(ttl_seconds) * 1000 };
-        match crate::applied::propose(ctx, cmd).await? {
+        crate::applied::write(ctx, cmd, |r| match r {
             Response::Reserved { token, expires_at_ms } => {
-                Ok(Reservation { name: display, token, expires_at: ms_to_datetime(expires_at_ms) })
+                Some(Reservation { name: display, token, expires_at: ms_to_datetime(expires_at_ms) })
             }
-            Response::Rejected(e) => Err(domain(e)),
-            other => Err(api_error(code::INTERNAL, format!("unexpected response {other:?}"))),
-        }
+            _ => None,
+        })
+        .await
     }
 }
 

@@ -175,9 +175,10 @@ async fn limits_and_consistency_levels() {
 // time: the names table does not keep every reservation ever made, and a live hold is kept.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn apply_collects_expired_reservations_and_cooldowns() {
-    use raft::state_machine::accounts::NameRecord;
-    use raft::types::Proposal;
-    use raft::{names, Command, Consistency};
+    use raft::model::accounts::NameRecord;
+    use raft::model::names;
+    use raft::Proposal;
+    use raft::{Command, Consistency};
     let h = one_node(SchemaConfig::default()).await;
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as i64;
     let reserve = |name: &str, at_ms: i64, ttl_ms: i64| Proposal {

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use async_graphql::{Request, Variables};
 use futures::{Stream, StreamExt};
-use raft::state_machine::chats::MESSAGE_BODY_CHARS_MAX;
+use raft::model::chats::MESSAGE_BODY_CHARS_MAX;
 use raft::{Command, Consistency, Response};
 use schema::BearerToken;
 use schema::SchemaConfig;

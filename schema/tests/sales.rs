@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_graphql::{Request, Variables};
 use chrono::Utc;
 use futures::StreamExt;
-use raft::types::Proposal;
+use raft::Proposal;
 use raft::{Command, Response};
 use schema::{BearerToken, SchemaConfig};
 use serde_json::{json, Value};

@@ -286,7 +286,7 @@ async fn timeline_and_search_read_their_page_not_the_table() {
             post(&h, &ben, "a needle here").await;
         }
     }
-    let query = raft::state_machine::tweets::SearchQuery::parse("NEEDLE").expect("query");
+    let query = raft::model::tweets::SearchQuery::parse("NEEDLE").expect("query");
     let (search, timeline) = h
         .store
         .read(raft::Consistency::Local, |v| Ok((v.search(&query, u64::MAX, 21)?, v.timeline(viewer_id, u64::MAX, 21)?)))

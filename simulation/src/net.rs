@@ -1,5 +1,5 @@
 //! The node's two network seams, over turmoil's simulated TCP instead of the kernel's: the
-//! listener `node::serve` accepts on, and the `raft::network::Transport` its Raft RPCs use.
+//! listener `node::serve` accepts on, and the `raft::Transport` its Raft RPCs use.
 //! Everything above them (axum, the routes, Raft, the state machine) is the production code.
 
 use std::io;
@@ -10,9 +10,9 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
-use raft::network::{sign, Transport, TransportError};
-use raft::peer_auth::PeerAuth;
 use raft::NodeId;
+use raft::PeerAuth;
+use raft::{sign, Rpc, Transport, TransportError};
 
 /// The port every simulated node serves on.
 pub const PORT: u16 = 8080;
@@ -108,7 +108,7 @@ impl Transport for SimTransport {
     fn post(
         &self,
         addr: &str,
-        rpc: &str,
+        rpc: Rpc,
         to: NodeId,
         body: Vec<u8>,
         timeout: Duration,

@@ -14,8 +14,8 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use raft::network::Transport;
 use raft::Inject;
+use raft::Transport;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
@@ -712,7 +712,7 @@ fn variant(rng: &mut StdRng, base: &str, lookalike: bool) -> String {
 async fn claim(rng: &mut StdRng, shared: &SharedRef, c: usize) {
     let base = NAMES[rng.random_range(0..NAMES.len())];
     let name = variant(rng, base, false);
-    let key = Key::Name(raft::names::canonical(&name));
+    let key = Key::Name(raft::model::names::canonical(&name));
     let q = format!("mutation {{ reserveUsername(name: {}, ttlSeconds: 3600) {{ token }} }}", lit(&name));
     let (call, call_ms) = (shared.borrow_mut().history.tick(), sim_ms());
     let at = attempt(rng, shared, c, &q, None, false, Floor::Session).await;
@@ -725,7 +725,7 @@ async fn claim(rng: &mut StdRng, shared: &SharedRef, c: usize) {
     };
     let mut s = shared.borrow_mut();
     if matches!(output, Output::Claimed | Output::Taken) {
-        let canonical = raft::names::canonical(&name);
+        let canonical = raft::model::names::canonical(&name);
         let index = at.indexes.high().unwrap_or(0);
         let seen = format!("claimed it ({output:?}) in the entry at index {index} via {tried}");
         s.sessions[c].held.entry(canonical).or_insert(seen);
@@ -744,7 +744,7 @@ async fn check_name(rng: &mut StdRng, shared: &SharedRef, c: usize, linearizable
     let Some(output) = status_of(&at.answer, "usernameAvailability").as_deref().and_then(held_or_free) else {
         return;
     };
-    let canonical = raft::names::canonical(&name);
+    let canonical = raft::model::names::canonical(&name);
     let mut s = shared.borrow_mut();
     check_session_read(&mut s, c, &canonical, &output, &at, &format!("a {consistency} check of {name:?}"));
     if linearizable {
@@ -1084,7 +1084,7 @@ async fn final_reads(shared: &SharedRef, setup: &Setup, nodes: u64, fin: &mut Fi
         let node = rng.random_range(1..=nodes);
         if let Ok(d) = until_data(node, &q, None, limit).await {
             if let Some(out) = d["usernameAvailability"]["status"].as_str().and_then(held_or_free) {
-                let key = Key::Name(raft::names::canonical(base));
+                let key = Key::Name(raft::model::names::canonical(base));
                 let note = format!("{base} via n{node}, final read");
                 shared.borrow_mut().history.record(usize::MAX, key, Input::Check, out, call, call_ms, note);
             }
@@ -1098,7 +1098,7 @@ async fn final_reads(shared: &SharedRef, setup: &Setup, nodes: u64, fin: &mut Fi
             };
             per_node.push((n, status));
         }
-        fin.names.insert(raft::names::canonical(base), per_node);
+        fin.names.insert(raft::model::names::canonical(base), per_node);
     }
     for (sale, _) in &setup.sales {
         let mut per_node = Vec::new();

@@ -5,78 +5,18 @@
 //! one name on two nodes resolve the same way everywhere: the first entry wins, the second is
 //! rejected with `USERNAME_TAKEN`.
 
-use redb::ReadableTableMetadata;
-use serde::{Deserialize, Serialize};
-
 use super::tables::{self, get_json, id_key, put_json, Tables};
 use super::SmError;
-use crate::command::{DomainError, ErrorCode, ProfileChange, Response, Role, User};
+use crate::command::Response;
+use crate::model::accounts::{check_claim, check_profile, NameRecord};
+use crate::model::{DomainError, ErrorCode, ProfileChange, Role, User};
+use redb::ReadableTableMetadata;
 
-/// Longest display name, in characters.
-pub const DISPLAY_NAME_CHARS_MAX: usize = 50;
-/// Longest profile text, in characters.
-pub const BIO_CHARS_MAX: usize = 500;
-/// Longest avatar URL, in bytes.
-pub const AVATAR_URL_BYTES_MAX: usize = 2_048;
 /// Most expired reservations and cooldowns one log entry's apply removes. Expired records are
 /// already free to claim (see [`check_claim`]); removing them keeps the `names` table from
 /// growing with every reservation ever made. Bounded so that an entry after a quiet spell does
 /// not stall apply; the rest go with the following entries.
 pub const NAMES_COLLECTED_PER_ENTRY_MAX: usize = 64;
-
-/// What the `names` table knows about a canonical name.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum NameRecord {
-    /// An account owns it.
-    Owned {
-        /// The owner.
-        user_id: u64,
-    },
-    /// Held for whoever presents `token`, until `expires_at_ms`.
-    Reserved {
-        /// The capability.
-        token: String,
-        /// End of the hold.
-        expires_at_ms: i64,
-    },
-    /// Released by its owner; nobody may take it before `until_ms`.
-    Cooldown {
-        /// End of the cooldown.
-        until_ms: i64,
-    },
-}
-
-/// Formats state machine time for messages: RFC 3339, UTC, seconds.
-pub fn format_ms(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-        .unwrap_or_else(|| format!("{ms} ms after the epoch"))
-}
-
-/// Decides whether a record lets someone holding `token` claim the name at `now_ms`. Expired holds
-/// and cooldowns count as free: apply removes them ([`collect_expired`]), and until it has, they
-/// read as if they were gone.
-pub fn check_claim(record: Option<&NameRecord>, now_ms: i64, token: Option<&str>) -> Result<(), DomainError> {
-    match record {
-        None => Ok(()),
-        Some(NameRecord::Owned { .. }) => Err(DomainError::new(ErrorCode::UsernameTaken, "username is taken")),
-        Some(NameRecord::Reserved { token: held, expires_at_ms }) if *expires_at_ms > now_ms => {
-            if token == Some(held.as_str()) {
-                Ok(())
-            } else {
-                Err(DomainError::new(
-                    ErrorCode::UsernameReserved,
-                    format!("username is reserved until {}", format_ms(*expires_at_ms)),
-                ))
-            }
-        }
-        Some(NameRecord::Cooldown { until_ms }) if *until_ms > now_ms => Err(DomainError::new(
-            ErrorCode::UsernameBlocked,
-            format!("username was released recently and is blocked until {}", format_ms(*until_ms)),
-        )),
-        Some(_) => Ok(()),
-    }
-}
 
 pub(crate) fn reserve(
     t: &mut Tables,
@@ -175,52 +115,6 @@ pub(crate) fn register(t: &mut Tables, now: i64, a: NewAccount) -> Result<Respon
     t.credentials.insert(id_key(id).as_slice(), a.password_hash.as_bytes())?;
     put_json(&mut t.names, user.canonical.as_bytes(), &NameRecord::Owned { user_id: id })?;
     Ok(Response::User(user))
-}
-
-/// Checks a display name.
-pub fn check_display_name(name: &str) -> Result<(), String> {
-    let n = name.chars().count();
-    if n > DISPLAY_NAME_CHARS_MAX {
-        return Err(format!("must be at most {DISPLAY_NAME_CHARS_MAX} characters, got {n}"));
-    }
-    if name.chars().any(char::is_control) {
-        return Err("must not contain control characters".into());
-    }
-    Ok(())
-}
-
-/// Checks a profile change field by field: the first broken rule, as (GraphQL field, message).
-/// The schema calls it as a fast path; apply calls it again as the rule.
-pub fn check_profile(change: &ProfileChange) -> Result<(), (&'static str, String)> {
-    if let Some(name) = &change.display_name {
-        check_display_name(name).map_err(|m| ("displayName", m))?;
-    }
-    if let Some(bio) = &change.bio {
-        let n = bio.chars().count();
-        if n > BIO_CHARS_MAX {
-            return Err(("bio", format!("must be at most {BIO_CHARS_MAX} characters, got {n}")));
-        }
-    }
-    if let Some(url) = change.avatar_url.as_deref().filter(|u| !u.is_empty()) {
-        check_avatar_url(url).map_err(|m| ("avatarUrl", m))?;
-    }
-    Ok(())
-}
-
-/// An absolute http(s) URL with a host, no spaces or control characters, of bounded length.
-fn check_avatar_url(url: &str) -> Result<(), String> {
-    if url.len() > AVATAR_URL_BYTES_MAX {
-        return Err(format!("must be at most {AVATAR_URL_BYTES_MAX} bytes, got {}", url.len()));
-    }
-    let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"));
-    let host = rest.map(|r| r.split(['/', '?', '#']).next().unwrap_or(""));
-    let ok = host.is_some_and(|h| !h.is_empty() && !h.starts_with('.') && !h.starts_with(':'))
-        && !url.chars().any(|c| c.is_whitespace() || c.is_control());
-    if ok {
-        Ok(())
-    } else {
-        Err(format!("{url:?} is not an absolute http(s) URL (https://host/path)"))
-    }
 }
 
 pub(crate) fn update_profile(t: &mut Tables, user_id: u64, change: ProfileChange) -> Result<Response, SmError> {

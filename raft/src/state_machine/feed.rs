@@ -105,7 +105,8 @@ impl ReadView {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::events::{sale_topic, EventPayload, SaleStatus, SaleUpdate};
+    use crate::events::{sale_topic, EventPayload};
+    use crate::model::sales::{SaleStatus, SaleUpdate};
     use crate::state_machine::StateMachine;
 
     fn sale_event(t: &mut Tables, sale_id: u64) {

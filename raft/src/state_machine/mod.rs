@@ -5,15 +5,15 @@
 //! therefore either keeps the whole batch and its log id, or neither: an entry is never applied
 //! twice nor lost. Apply reads nothing but the entry and redb: no clock, no randomness, no network.
 
-pub mod accounts;
-pub mod chats;
+mod accounts;
+mod chats;
 mod feed;
-pub mod sales;
+mod sales;
 mod snapshot;
+mod tables;
+mod tweets;
 
 pub use snapshot::StateDigest;
-pub(crate) mod tables;
-pub mod tweets;
 
 use std::io::Cursor;
 use std::path::{Path, PathBuf};

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_graphql::{Request, Variables};
-use raft::network::HttpTransport;
+use raft::HttpTransport;
 use raft::{Store, StoreConfig};
 use schema::{AppSchema, BearerToken, SchemaConfig};
 use serde_json::{json, Value};
