@@ -15,9 +15,10 @@
 //!   and read-your-writes across nodes).
 //!
 //! Each request gets its own cells (the extension is created per request). Resolvers reach the
-//! store only through [`read`], [`read_blocking`], [`write`] and [`propose`], which record what
-//! they read and wrote, so no answer that read state goes without its index. (Subscriptions read
-//! through the feed instead: each event they deliver carries its own `index`.)
+//! store only through [`read`], [`read_indexed`], [`read_blocking`] and [`write`], which record
+//! what they read and wrote, so no answer that read state goes without its index.
+//! (Subscriptions read through the feed instead: each event they deliver carries its own
+//! `index`.)
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -57,7 +58,7 @@ fn record(ctx: &Context<'_>, index: u64) {
 /// Proposes `command` and returns its response once this node has applied it (see
 /// [`raft::Store::write`]), noting its entry's index for `extensions.writeIndex` and the state
 /// it reflects for `extensions.appliedIndex`. Store failures become UNAVAILABLE or INTERNAL.
-pub(crate) async fn propose(ctx: &Context<'_>, command: Command) -> Result<raft::Response, Error> {
+async fn propose(ctx: &Context<'_>, command: Command) -> Result<raft::Response, Error> {
     let api = ctx.data::<ApiContext>()?;
     let written = api.store.write(command).await.map_err(store)?;
     if let Some(cells) = ctx.data_opt::<PerRequestCells>() {
