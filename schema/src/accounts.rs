@@ -335,7 +335,10 @@ impl AccountMutation {
         Ok(UserObject { user, show_private: true })
     }
 
-    /// Deletes the viewer's account. Its name is blocked for the cooldown, then free.
+    /// Deletes the viewer's account, all in one command. Its name is blocked for the cooldown,
+    /// then free. Its follows (both ways) and its tweets go, from every timeline, hashtag and
+    /// search; it leaves its chats (ownership passes to the lowest remaining id) and its messages
+    /// stay with a null `sender`; its orders stay for accounting with a null `user`.
     async fn delete_account(&self, ctx: &Context<'_>) -> Result<bool, Error> {
         let api = ctx.data::<ApiContext>()?;
         let me = viewer(ctx).await?;

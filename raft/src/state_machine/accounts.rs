@@ -169,6 +169,14 @@ pub(crate) fn change_username(
     Ok(Response::User(user))
 }
 
+/// Deletes an account, in this one command's apply so no node ever shows half of it:
+/// - the account and its password hash go; its name cools down for `cooldown_ms`, then is free;
+/// - its follows go both ways and its tweets with every index entry ([`super::tweets::forget_account`]);
+/// - it leaves every chat, ownership passing on ([`super::chats::leave_all`]); its messages stay;
+/// - its orders, buyer totals and leaderboard rows stay: sales are accounting, and stock + sold
+///   must keep adding up; they show a null user.
+///
+/// Ids are never reused, so rows that keep the id (messages, orders) never name a newcomer.
 pub(crate) fn delete_account(t: &mut Tables, now: i64, user_id: u64, cooldown_ms: i64) -> Result<Response, SmError> {
     let Some(user) = get_json::<User>(&t.users, &id_key(user_id))? else {
         return Ok(not_found(user_id));
@@ -176,6 +184,8 @@ pub(crate) fn delete_account(t: &mut Tables, now: i64, user_id: u64, cooldown_ms
     t.users.remove(id_key(user_id).as_slice())?;
     t.credentials.remove(id_key(user_id).as_slice())?;
     cool_down(t, &user.canonical, now.saturating_add(cooldown_ms))?;
+    super::tweets::forget_account(t, user_id)?;
+    super::chats::leave_all(t, user_id)?;
     t.emit(crate::events::ACCOUNTS_TOPIC.to_string(), now, crate::events::EventPayload::AccountDeleted { user_id });
     Ok(Response::Deleted { user_id })
 }

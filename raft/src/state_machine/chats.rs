@@ -162,22 +162,49 @@ pub(crate) fn remove_participant(t: &mut Tables, actor: u64, chat_id: u64, user_
     if !is_member(t, chat_id, user_id)? {
         return reject(ErrorCode::NotFound, format!("user {user_id} is not a participant of chat {chat_id}"));
     }
-    t.chat_members.remove(member_key(chat_id, user_id).as_slice())?;
-    t.chats_by_user.remove(by_user_key(user_id, chat_id).as_slice())?;
-    chat.participant_count -= 1;
+    leave(t, &mut chat, user_id)?;
+    put_json(&mut t.chats, &id_key(chat_id), &chat)?;
+    Ok(Response::Chat(chat))
+}
+
+/// Takes a participant out of `chat` (the caller stores the chat): its membership rows go and,
+/// when it owned the chat, ownership passes on. The chat keeps an owner while it has
+/// participants: the lowest remaining user id, a choice every node makes identically and that
+/// needs one range read.
+fn leave(t: &mut Tables, chat: &mut Chat, user_id: u64) -> Result<(), SmError> {
+    t.chat_members.remove(member_key(chat.id, user_id).as_slice())?;
+    t.chats_by_user.remove(by_user_key(user_id, chat.id).as_slice())?;
+    chat.participant_count = chat.participant_count.saturating_sub(1);
     if user_id == chat.owner_id {
-        // The chat keeps an owner while it has participants: the lowest remaining user id, a
-        // choice every node makes identically and that needs one range read.
-        let from = member_key(chat_id, 0);
-        let to = member_key(chat_id, u64::MAX);
+        let from = member_key(chat.id, 0);
+        let to = member_key(chat.id, u64::MAX);
         let next = match t.chat_members.range::<&[u8]>(from.as_slice()..=to.as_slice())?.next() {
             Some(item) => Some(id_from(item?.0.value(), 8)?),
             None => None,
         };
         chat.owner_id = next.unwrap_or(0);
     }
-    put_json(&mut t.chats, &id_key(chat_id), &chat)?;
-    Ok(Response::Chat(chat))
+    Ok(())
+}
+
+/// What deleting an account does to chats, in the deleting command's apply: it leaves every chat
+/// it participates in, as `removeParticipant` of itself would (ownership passes on). Its messages
+/// stay, as the history the other participants saw; their sender resolves to null.
+pub(crate) fn leave_all(t: &mut Tables, user_id: u64) -> Result<(), SmError> {
+    let from = by_user_key(user_id, 0);
+    let to = by_user_key(user_id, u64::MAX);
+    let mut chat_ids = Vec::new();
+    for item in t.chats_by_user.range::<&[u8]>(from.as_slice()..=to.as_slice())? {
+        chat_ids.push(id_from(item?.0.value(), 8)?);
+    }
+    for chat_id in chat_ids {
+        let Some(mut chat) = get_json::<Chat>(&t.chats, &id_key(chat_id))? else {
+            return Err(SmError::Corrupt("chats_by_user names a missing chat"));
+        };
+        leave(t, &mut chat, user_id)?;
+        put_json(&mut t.chats, &id_key(chat_id), &chat)?;
+    }
+    Ok(())
 }
 
 pub(crate) fn send_message(

@@ -181,6 +181,13 @@ pub(crate) fn delete_tweet(t: &mut Tables, actor: u64, tweet_id: u64) -> Result<
     if tweet.author_id != actor {
         return reject(ErrorCode::Forbidden, format!("only the author may delete tweet {tweet_id}"));
     }
+    remove_tweet(t, &tweet)?;
+    Ok(Response::TweetDeleted { tweet_id: tweet.id })
+}
+
+/// Removes a tweet's row and every index entry that names it (re-extracted from the stored
+/// body), and takes it off its parent's reply count.
+fn remove_tweet(t: &mut Tables, tweet: &Tweet) -> Result<(), SmError> {
     let id = tweet.id;
     t.tweets.remove(id_key(id).as_slice())?;
     t.tweets_by_author.remove(pair_key(tweet.author_id, id).as_slice())?;
@@ -199,7 +206,48 @@ pub(crate) fn delete_tweet(t: &mut Tables, actor: u64, tweet_id: u64) -> Result<
             put_json(&mut t.tweets, &id_key(p), &parent)?;
         }
     }
-    Ok(Response::TweetDeleted { tweet_id: id })
+    Ok(())
+}
+
+/// The ids `x` of every key `(user, x)` of a pair table, in order.
+fn pair_tails(table: &impl ReadableTable<&'static [u8], &'static [u8]>, user: u64) -> Result<Vec<u64>, SmError> {
+    let from = pair_key(user, 0);
+    let to = pair_key(user, u64::MAX);
+    let mut out = Vec::new();
+    for item in table.range::<&[u8]>(from.as_slice()..=to.as_slice())? {
+        out.push(tail_id(item?.0.value())?);
+    }
+    Ok(out)
+}
+
+/// What deleting an account does to the social side, in the deleting command's apply: its
+/// follows go both ways, with the other side's counts moved by one each; its tweets go with
+/// every index entry (so they leave every timeline, hashtag, mention list and search, and their
+/// parents' reply counts drop); the mention index rows that name it go. Other people's tweets
+/// that mention it keep their text; their `mentions` no longer resolve it. The work is one range
+/// read and the removals per edge and per tweet, all in the one transaction of the entry.
+pub(crate) fn forget_account(t: &mut Tables, user: u64) -> Result<(), SmError> {
+    for followee in pair_tails(&t.follows, user)? {
+        t.follows.remove(pair_key(user, followee).as_slice())?;
+        t.followers.remove(pair_key(followee, user).as_slice())?;
+        bump_counts(t, followee, 0, -1)?;
+    }
+    for follower in pair_tails(&t.followers, user)? {
+        t.followers.remove(pair_key(user, follower).as_slice())?;
+        t.follows.remove(pair_key(follower, user).as_slice())?;
+        bump_counts(t, follower, -1, 0)?;
+    }
+    t.follow_counts.remove(id_key(user).as_slice())?;
+    for id in pair_tails(&t.tweets_by_author, user)? {
+        match get_json::<Tweet>(&t.tweets, &id_key(id))? {
+            Some(tweet) => remove_tweet(t, &tweet)?,
+            None => return Err(SmError::Corrupt("tweets_by_author names a missing tweet")),
+        }
+    }
+    for id in pair_tails(&t.mentions, user)? {
+        t.mentions.remove(pair_key(user, id).as_slice())?;
+    }
+    Ok(())
 }
 
 type Index = redb::ReadOnlyTable<&'static [u8], &'static [u8]>;
