@@ -442,12 +442,22 @@ async fn sdl(State(state): State<AppState>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], state.sdl.to_string()).into_response()
 }
 
-async fn ready(State(state): State<AppState>) -> (StatusCode, &'static str) {
-    if state.store.is_ready().await {
-        (StatusCode::OK, "ready")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready: no leader known yet, or still applying the log")
-    }
+/// `GET /ready`: 200 only once this node is a member, reaches its leader and has applied to
+/// within `raft::READY_APPLY_LAG_MAX` entries of the leader's committed index; the body names the
+/// phase (`raft::Phase`) and the progress either way. What a load balancer should probe.
+async fn ready(State(state): State<AppState>) -> (StatusCode, String) {
+    let r = state.store.readiness().await;
+    let progress = match (r.leader_committed, r.entries_behind) {
+        (Some(c), Some(b)) => format!("applied {} of the leader's committed {c} ({b} behind)", r.applied),
+        _ => format!("applied {}", r.applied),
+    };
+    let why = match r.phase {
+        raft::Phase::Ready => return (StatusCode::OK, format!("READY: {progress}\n")),
+        raft::Phase::NotMember => "this node is not (yet) a member of the cluster",
+        raft::Phase::NoLeader => "no leader known, or the leader does not answer",
+        raft::Phase::CatchingUp => "catching up with the leader",
+    };
+    (StatusCode::SERVICE_UNAVAILABLE, format!("{}: {why}; {progress}\n", r.phase.as_str()))
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {

@@ -205,30 +205,43 @@ where
     };
 
     // Forming the cluster runs beside the server: peers must reach our /raft/ routes meanwhile.
+    // A node that cannot join stops (after draining) with the reason, rather than serve forever
+    // outside the cluster; a failed bootstrap is logged and the node keeps waiting for peers.
+    let (fatal_tx, fatal_rx) = tokio::sync::oneshot::channel::<String>();
     let membership = {
         let store = store.clone();
         let join = config.join.clone();
         tokio::spawn(async move {
-            let result = match join {
-                // A node that holds state is already a member: restarting it must not join again.
-                Some(addr) => match store.holds_state().await {
-                    Ok(true) => Ok(()),
-                    Ok(false) => store.join(&addr, JOIN_ATTEMPTS_MAX).await,
-                    Err(e) => Err(e),
+            match join {
+                Some(addr) => match store.ensure_joined(&addr, JOIN_ATTEMPTS_MAX).await {
+                    Ok(raft::JoinOutcome::AlreadyMember) => tracing::info!("a voter already: not joining again"),
+                    Ok(raft::JoinOutcome::Joined) => tracing::info!(through = %addr, "joined the cluster"),
+                    Err(e) => {
+                        tracing::error!(error = %e, "could not join the cluster: stopping");
+                        let _ = fatal_tx.send(format!("could not join the cluster through {addr}: {e}"));
+                    }
                 },
-                None => store.bootstrap(&peers).await,
-            };
-            if let Err(e) = result {
-                tracing::error!(error = %e, "could not form or join the cluster");
+                None => {
+                    if let Err(e) = store.bootstrap(&peers).await {
+                        tracing::error!(error = %e, "could not form the cluster");
+                    }
+                }
             }
         })
     };
+    let fatal = Arc::new(std::sync::Mutex::new(None::<String>));
 
     let local = listener.local_addr().ok();
     tracing::info!(id = config.id, listen = ?local, advertise = %config.advertise(), "serving");
     let app = http::router(state);
+    let fatal_seen = fatal.clone();
     crate::server::serve(listener, app, async move {
-        shutdown.await;
+        tokio::select! {
+            () = shutdown => {}
+            Ok(reason) = fatal_rx => {
+                *fatal_seen.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason);
+            }
+        }
         // Subscriber sockets close themselves (1001) on this; the server drains the rest.
         let _ = drain_tx.send(true);
     })
@@ -236,5 +249,9 @@ where
     membership.abort();
     tracing::info!("drained; stopping raft");
     store.shutdown().await;
-    Ok(())
+    let reason = fatal.lock().unwrap_or_else(|p| p.into_inner()).take();
+    match reason {
+        Some(reason) => Err(anyhow::anyhow!(reason)),
+        None => Ok(()),
+    }
 }

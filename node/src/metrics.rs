@@ -26,6 +26,8 @@ pub struct Metrics {
     batches: IntGauge,
     commands: IntGauge,
     read_rounds: IntGauge,
+    ready: IntGauge,
+    entries_behind: IntGauge,
     /// The serving side's request stages (the store's come from the store at render time).
     request_stages: Arc<RequestStages>,
 }
@@ -55,6 +57,11 @@ impl Metrics {
         let applied_index = IntGauge::new("raft_applied_index", "Last index applied to this node's state")?;
         let committed_index = IntGauge::new("raft_committed_index", "Last index this node knows is committed")?;
         let is_leader = IntGauge::new("raft_is_leader", "1 when this node leads")?;
+        let ready = IntGauge::new("raft_ready", "1 when /ready answers 200: a member, caught up with the leader")?;
+        let entries_behind = IntGauge::new(
+            "raft_entries_behind",
+            "Committed entries (at the leader) not yet applied here; -1 when the leader does not answer",
+        )?;
         let batches = IntGauge::new("raft_proposal_batches_total", "Log entries proposed by this node's batcher")?;
         let commands = IntGauge::new("raft_proposed_commands_total", "Commands inside those entries")?;
         let read_rounds =
@@ -69,6 +76,8 @@ impl Metrics {
             Box::new(applied_index.clone()),
             Box::new(committed_index.clone()),
             Box::new(is_leader.clone()),
+            Box::new(ready.clone()),
+            Box::new(entries_behind.clone()),
             Box::new(batches.clone()),
             Box::new(commands.clone()),
             Box::new(read_rounds.clone()),
@@ -86,6 +95,8 @@ impl Metrics {
             committed_index,
             applied_index,
             is_leader,
+            ready,
+            entries_behind,
             batches,
             commands,
             read_rounds,
@@ -115,6 +126,9 @@ impl Metrics {
         self.last_log_index.set(s.last_log_index as i64);
         self.applied_index.set(s.last_applied as i64);
         self.is_leader.set(i64::from(s.leader_id == Some(s.node_id)));
+        let r = store.readiness().await;
+        self.ready.set(i64::from(r.phase == raft::Phase::Ready));
+        self.entries_behind.set(r.entries_behind.map_or(-1, |b| b as i64));
         let stats = store.stats();
         self.batches.set(stats.batches.load(std::sync::atomic::Ordering::Relaxed) as i64);
         self.commands.set(stats.commands.load(std::sync::atomic::Ordering::Relaxed) as i64);

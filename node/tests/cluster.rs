@@ -261,18 +261,43 @@ async fn a_node_behind_the_purge_point_catches_up_from_a_snapshot_and_peers_need
         assert_eq!(d["usernameAvailability"]["status"], "RESERVED", "snap{k} on the restarted node");
     }
 
-    // Phase 4: a fourth node joins a running cluster with --join (learner, then voter).
+    // Phase 4: a fourth node joins a running cluster with --join (learner, then voter). Its
+    // /ready is honest all the way: 503 with a phase until it is a member that reaches the leader
+    // and has applied the log; once 200, its own cluster view names it a member and says READY.
+    // (A joiner used to answer 200 within a second, before it knew any member.)
     let j = c.spawn_joiner(4, leader);
+    let ready_url = format!("http://{}/ready", c.nodes[j].addr);
+    let view = "{ cluster { phase entriesBehind lastApplied members { id voter } } }";
     let deadline = Instant::now() + Duration::from_secs(30);
+    let mut phases = std::collections::BTreeSet::new();
     loop {
-        if let Some(s) = c.status(j).await {
-            let voters = s["members"].as_array().map(|m| m.iter().filter(|m| m["voter"] == true).count()).unwrap_or(0);
-            if voters == 4 && s["lastApplied"].as_u64().unwrap_or(0) >= target {
-                break;
+        let probe = match c.http.get(&ready_url).send().await {
+            Ok(r) => Some((r.status().as_u16(), r.text().await.unwrap_or_default())),
+            Err(_) => None,
+        };
+        if let Some((code, body)) = probe {
+            let phase = body.split(':').next().unwrap_or("").to_string();
+            assert!(
+                ["READY", "NOT_MEMBER", "NO_LEADER", "CATCHING_UP"].contains(&phase.as_str()),
+                "/ready names its phase: {code} {body}"
+            );
+            assert_eq!(code == 200, phase == "READY", "{code} {body}");
+            phases.insert(phase);
+            if code == 200 {
+                let (d, e) = c.gql(j, view, json!({}), None).await;
+                assert_eq!(e, None);
+                let s = &d["cluster"];
+                let members = s["members"].as_array().cloned().unwrap_or_default();
+                assert!(members.iter().any(|m| m["id"] == 4), "ready, so a member: {s}");
+                assert!(s["entriesBehind"].as_u64().is_some_and(|b| b <= raft::READY_APPLY_LAG_MAX), "{s}");
+                let voters = members.iter().filter(|m| m["voter"] == true).count();
+                if voters == 4 && s["lastApplied"].as_u64().unwrap_or(0) >= target {
+                    break;
+                }
             }
         }
-        assert!(Instant::now() < deadline, "joiner did not become a voter");
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(Instant::now() < deadline, "joiner did not become a ready voter (phases seen: {phases:?})");
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
     // Phase 5: SIGTERM drains and exits 0; the others keep serving writes.

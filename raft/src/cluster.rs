@@ -2,6 +2,7 @@
 //! knows of the cluster (status, readiness). rqlite keeps the same jobs in its cluster/ package.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::error::RaftError;
@@ -11,6 +12,7 @@ use serde::Serialize;
 use crate::error::StoreError;
 use crate::log_store::LogStore;
 use crate::network::{self, ForwardError, JoinRequest, PeerStatus, Rpc};
+use crate::read_index::SharedRounds;
 use crate::router::{Leader, Router};
 use crate::state_machine::StateMachine;
 use crate::types::NodeId;
@@ -103,15 +105,77 @@ pub(crate) async fn committed_index(router: &Router) -> u64 {
     router.raft().with_raft_state(|st| st.committed.map_or(0, |l| l.index)).await.unwrap_or(0)
 }
 
-/// True while this node knows a leader and has applied the committed log (up to
-/// [`READY_APPLY_LAG_MAX`] entries still on their way to apply).
-pub(crate) async fn is_ready(router: &Router) -> bool {
-    let (leader, applied) = {
+/// How long `/ready` (and `cluster`, `/metrics`) waits for the leader's committed index before
+/// it reports the leader unreachable.
+pub const READY_PROBE_TIMEOUT_MS: u64 = 1_000;
+
+/// Where a node stands on its way to serving.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Phase {
+    /// Its membership does not name it (a joiner not yet added, or a removed node).
+    NotMember,
+    /// A member that knows no leader, or cannot reach the one it knows.
+    NoLeader,
+    /// A member with a leader, more than [`READY_APPLY_LAG_MAX`] committed entries behind it.
+    CatchingUp,
+    /// A member with a leader, caught up to within [`READY_APPLY_LAG_MAX`] entries.
+    Ready,
+}
+
+impl Phase {
+    /// The phase as `/ready`, `/metrics` and the `cluster` query spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::NotMember => "NOT_MEMBER",
+            Phase::NoLeader => "NO_LEADER",
+            Phase::CatchingUp => "CATCHING_UP",
+            Phase::Ready => "READY",
+        }
+    }
+}
+
+/// A node's readiness and its progress towards it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Readiness {
+    /// Where it stands.
+    pub phase: Phase,
+    /// The last index applied here.
+    pub applied: u64,
+    /// The leader's committed index, when the leader answered (a read-index round).
+    pub leader_committed: Option<u64>,
+    /// Committed entries this node has still to apply, when the leader answered.
+    pub entries_behind: Option<u64>,
+}
+
+/// Whether this node is ready to serve, judged against the leader's committed index rather than
+/// its own: a follower's own committed index only covers the log it holds, so a node that has
+/// received nothing yet (or is installing a snapshot) would look caught up. Asking costs one
+/// read-index round (shared with concurrent reads), bounded by [`READY_PROBE_TIMEOUT_MS`].
+pub(crate) async fn readiness(router: &Router, rounds: &Arc<SharedRounds<Router>>) -> Readiness {
+    let (member, leader, applied) = {
         let m = router.raft().metrics();
         let m = m.borrow();
-        (m.current_leader, m.last_applied.map_or(0, |l| l.index))
+        let member = m.membership_config.membership().nodes().any(|(id, _)| *id == router.id());
+        (member, m.current_leader, m.last_applied.map_or(0, |l| l.index))
     };
-    leader.is_some() && committed_index(router).await <= applied + READY_APPLY_LAG_MAX
+    let not = |phase| Readiness { phase, applied, leader_committed: None, entries_behind: None };
+    if !member {
+        return not(Phase::NotMember);
+    }
+    if leader.is_none() {
+        return not(Phase::NoLeader);
+    }
+    let probe = tokio::time::timeout(Duration::from_millis(READY_PROBE_TIMEOUT_MS), rounds.read_index()).await;
+    let Ok(Ok(committed)) = probe else {
+        return not(Phase::NoLeader);
+    };
+    let behind = committed.saturating_sub(applied);
+    Readiness {
+        phase: if behind <= READY_APPLY_LAG_MAX { Phase::Ready } else { Phase::CatchingUp },
+        applied,
+        leader_committed: Some(committed),
+        entries_behind: Some(behind),
+    }
 }
 
 /// True when this node has Raft state (a vote or a log): it is, or was, a member, so it must
@@ -193,6 +257,43 @@ pub(crate) async fn join(router: &Router, advertise: &str, addr: &str, attempts:
     Err(StoreError::unavailable(format!("could not join through {addr}: {last}")))
 }
 
+/// Whether this node's latest known membership (committed or not) names it a voter.
+pub(crate) fn is_voter(router: &Router) -> bool {
+    router.metrics().membership_config.membership().voter_ids().any(|id| id == router.id())
+}
+
+/// What [`ensure_joined`] found or did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinOutcome {
+    /// The node holds state that names it a voter: it is a member, and asks nobody.
+    AlreadyMember,
+    /// The node asked the cluster and is now a voter.
+    Joined,
+}
+
+/// Makes a node started with `--join` a voter, whatever point an earlier attempt reached. A node
+/// that holds no state asks to join. So does one that holds state without being a voter in it:
+/// it crashed during its join, after the leader began replicating to it (so it has a vote, and
+/// perhaps the membership entry that adds it as a learner) and before it became a voter; that
+/// entry may even have been lost with a leader change. Only the cluster knows, so it asks again:
+/// [`admit`] is idempotent. A node whose own state names it a voter is a member and asks nobody
+/// (restarting a member must never depend on reaching the leader).
+pub(crate) async fn ensure_joined(
+    router: &Router,
+    log: &LogStore,
+    advertise: &str,
+    addr: &str,
+    attempts: u32,
+) -> Result<JoinOutcome, StoreError> {
+    if holds_state(log).await? && is_voter(router) {
+        return Ok(JoinOutcome::AlreadyMember);
+    }
+    if holds_state(log).await? {
+        tracing::warn!("this node holds state but is not a voter in it (a join was interrupted): asking again");
+    }
+    join(router, advertise, addr, attempts).await.map(|()| JoinOutcome::Joined)
+}
+
 /// Adds a learner (leader only; others answer with the leader to ask).
 pub(crate) async fn add_learner(router: &Router, id: NodeId, addr: String) -> Result<(), ForwardError> {
     router.raft().add_learner(id, BasicNode::new(&addr), true).await.map_err(Router::write_error)?;
@@ -209,6 +310,19 @@ pub(crate) async fn change_membership(router: &Router, voters: BTreeSet<NodeId>)
 pub(crate) async fn admit(router: &Router, req: JoinRequest) -> Result<(), ForwardError> {
     if let other @ (Leader::Other(..) | Leader::Unknown) = router.leader() {
         return Err(ForwardError::NotLeader { leader: other.known() });
+    }
+    // A joiner that crashed mid-join asks again after its restart. Already a voter at this
+    // address in a committed configuration: the first request got all the way, nothing to do.
+    // Anything less (a learner, an uncommitted configuration, another address) goes through the
+    // steps again; each is a no-op where it already holds.
+    let cfg = router.metrics().membership_config.clone();
+    let committed = committed_index(router).await;
+    let settled = cfg.log_id().as_ref().is_none_or(|l| l.index <= committed);
+    let membership = cfg.membership();
+    let voter_here =
+        membership.voter_ids().any(|v| v == req.id) && membership.get_node(&req.id).is_some_and(|n| n.addr == req.addr);
+    if settled && voter_here {
+        return Ok(());
     }
     add_learner(router, req.id, req.addr).await?;
     let mut voters: BTreeSet<NodeId> = router.metrics().membership_config.membership().voter_ids().collect();

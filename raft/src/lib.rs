@@ -47,7 +47,9 @@ mod store;
 mod types;
 
 pub use clock::now_ms;
-pub use cluster::{ClusterStatus, MemberStatus, READY_APPLY_LAG_MAX};
+pub use cluster::{
+    ClusterStatus, JoinOutcome, MemberStatus, Phase, Readiness, READY_APPLY_LAG_MAX, READY_PROBE_TIMEOUT_MS,
+};
 pub use command::{Command, Response};
 pub use config::{
     ConfigError, StoreConfig, ELECTION_TIMEOUT_MIN_DEFAULT_MS, HEARTBEAT_INTERVAL_DEFAULT_MS,

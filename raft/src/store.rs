@@ -13,7 +13,7 @@ use tokio::sync::watch;
 // tokio's clock, not std's: the same in production, and simulated time under turmoil.
 use tokio::time::Instant;
 
-use crate::cluster::{self, ClusterStatus};
+use crate::cluster::{self, ClusterStatus, JoinOutcome, Readiness};
 use crate::command::{Command, Response};
 use crate::config::StoreConfig;
 use crate::error::StoreError;
@@ -323,10 +323,11 @@ impl Store {
         cluster::committed_index(&self.inner.router).await
     }
 
-    /// True while this node knows a leader and has applied the committed log (up to
-    /// [`cluster::READY_APPLY_LAG_MAX`] entries still on their way to apply).
-    pub async fn is_ready(&self) -> bool {
-        cluster::is_ready(&self.inner.router).await
+    /// Whether this node is ready to serve: a member, with a leader that answers, and applied
+    /// to within [`cluster::READY_APPLY_LAG_MAX`] entries of the leader's committed index; else
+    /// the phase it is in and how far it has to go (see `cluster::readiness`).
+    pub async fn readiness(&self) -> Readiness {
+        cluster::readiness(&self.inner.router, &self.inner.rounds).await
     }
 
     /// Forms the initial cluster, or rejoins it (see `cluster::bootstrap`): on a fresh data
@@ -346,6 +347,13 @@ impl Store {
     /// Follows a leader redirect; retries until `attempts` run out.
     pub async fn join(&self, addr: &str, attempts: u32) -> Result<(), StoreError> {
         cluster::join(&self.inner.router, &self.inner.config.advertise, addr, attempts).await
+    }
+
+    /// Makes a node started with `--join` a voter, whatever point an earlier attempt reached
+    /// (see `cluster::ensure_joined`): a member asks nobody; a fresh node, or one that crashed
+    /// during its join, asks the cluster at `addr` until it is a voter or `attempts` run out.
+    pub async fn ensure_joined(&self, addr: &str, attempts: u32) -> Result<JoinOutcome, StoreError> {
+        cluster::ensure_joined(&self.inner.router, &self.inner.log, &self.inner.config.advertise, addr, attempts).await
     }
 
     /// Adds a learner (leader only; others answer with the leader to ask).

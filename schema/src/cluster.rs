@@ -46,10 +46,45 @@ pub struct Cluster {
     pub snapshot_index: Option<u64>,
     /// Snapshots it installed from a leader since it started (catching up past the purge point).
     pub snapshots_installed: u64,
+    /// Where it stands on its way to serving: what `/ready` answers 200 for (READY) or not.
+    pub phase: NodePhase,
+    /// Committed entries (at the leader) it has still to apply; null when the leader does not
+    /// answer.
+    pub entries_behind: Option<u64>,
 }
 
-impl From<ClusterStatus> for Cluster {
-    fn from(s: ClusterStatus) -> Self {
+/// Where a node stands on its way to serving (`raft::Phase`).
+#[derive(async_graphql::Enum, Clone, Copy, PartialEq, Eq)]
+pub enum NodePhase {
+    /// Its membership does not name it (a joiner not yet added, or a removed node).
+    NotMember,
+    /// A member that knows no leader, or whose leader does not answer.
+    NoLeader,
+    /// A member more than `raft::READY_APPLY_LAG_MAX` committed entries behind its leader.
+    CatchingUp,
+    /// A member caught up with its leader: `/ready` answers 200.
+    Ready,
+}
+
+impl From<raft::Phase> for NodePhase {
+    fn from(p: raft::Phase) -> Self {
+        match p {
+            raft::Phase::NotMember => NodePhase::NotMember,
+            raft::Phase::NoLeader => NodePhase::NoLeader,
+            raft::Phase::CatchingUp => NodePhase::CatchingUp,
+            raft::Phase::Ready => NodePhase::Ready,
+        }
+    }
+}
+
+/// The cluster status of the answering node, with its readiness (one read-index round).
+async fn cluster_of(store: &raft::Store) -> Cluster {
+    let r = store.readiness().await;
+    Cluster::new(store.cluster_status(), r)
+}
+
+impl Cluster {
+    fn new(s: ClusterStatus, r: raft::Readiness) -> Self {
         Cluster {
             node_id: s.node_id,
             leader_id: s.leader_id,
@@ -64,6 +99,8 @@ impl From<ClusterStatus> for Cluster {
             last_log_index: s.last_log_index,
             snapshot_index: s.snapshot_index,
             snapshots_installed: s.snapshots_installed,
+            phase: r.phase.into(),
+            entries_behind: r.entries_behind,
         }
     }
 }
@@ -87,7 +124,7 @@ pub struct ClusterQuery;
 impl ClusterQuery {
     /// The answering node's view of the cluster.
     async fn cluster(&self, ctx: &Context<'_>) -> Result<Cluster, Error> {
-        Ok(ctx.data::<ApiContext>()?.store.cluster_status().into())
+        Ok(cluster_of(&ctx.data::<ApiContext>()?.store).await)
     }
 }
 
@@ -105,7 +142,7 @@ impl ClusterMutation {
         }
         let api = ctx.data::<ApiContext>()?;
         api.store.add_learner(id, addr).await.map_err(admin_error)?;
-        Ok(api.store.cluster_status().into())
+        Ok(cluster_of(&api.store).await)
     }
 
     /// Makes `voterIds` the voters. Voters left out leave the cluster; learners stay learners.
@@ -117,7 +154,7 @@ impl ClusterMutation {
         let api = ctx.data::<ApiContext>()?;
         let voters: BTreeSet<u64> = voter_ids.into_iter().collect();
         api.store.change_membership(voters).await.map_err(admin_error)?;
-        Ok(api.store.cluster_status().into())
+        Ok(cluster_of(&api.store).await)
     }
 
     /// Builds a snapshot on the answering node now.
