@@ -139,7 +139,22 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         capped: AtomicBool::new(false),
         stop: watch::Sender::new(false),
     });
+    // The servers' CPU is read when the measured window opens and when the workers are done.
+    let probe = crate::node_cpu::Probe::discover(&common.nodes);
+    let window_start = {
+        let probe = probe.clone();
+        let at = tokio::time::Instant::from_std(measure_from);
+        tokio::spawn(async move {
+            tokio::time::sleep_until(at).await;
+            probe.sample()
+        })
+    };
     let stats = run_workers(shared.clone(), common.concurrency as usize, seed).await?;
+    let window_end = probe.sample();
+    let node_cpu = match window_start.await {
+        Ok(start) => probe.summary(&start, &window_end, stats.ok),
+        Err(e) => anyhow::bail!("the CPU sampler failed: {e}"),
+    };
     let (purchase, peer) = match &shared.target {
         Target::Graphql { client, scenario: Scenario::PurchaseBurst(burst) } => {
             (Some(purchase::finish(client, burst, &stats).await), None)
@@ -171,6 +186,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         throughput_per_sec: per_sec(stats.ok, elapsed_secs),
         requests_per_sec: per_sec(requests, elapsed_secs),
         latency_ms: summarize(&stats.latency_us),
+        node_cpu,
         seed,
         open_loop,
         purchase,

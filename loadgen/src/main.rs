@@ -21,6 +21,7 @@
 //! - [`cli`]: the command line: one subcommand per scenario, the flags every scenario takes, run ids.
 //! - [`driver`]: one run from its command line: setup, the workers over the warmup and the measured
 //!   window (closed or open loop), the report and the exit status.
+//! - [`node_cpu`]: the CPU the servers spent in the measured window, when they run on this machine.
 //! - [`pacing`]: the open-loop schedule of due times, and when a send counts as late.
 //! - [`progress`]: the progress line on stderr, redrawn on a terminal and logged elsewhere.
 //! - [`stats`]: what the workers measure (latency histograms, outcome counts), merged and summarized.
@@ -29,6 +30,7 @@
 
 mod cli;
 mod driver;
+mod node_cpu;
 mod pacing;
 mod progress;
 mod report;

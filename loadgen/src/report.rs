@@ -8,6 +8,7 @@ use std::time::Instant;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::node_cpu::CpuSummary;
 use crate::pacing::{self, Schedule};
 use crate::scenarios::{peers, purchase};
 use crate::stats::{format_errors, per_sec, summarize, LatencySummary, Stats};
@@ -101,6 +102,8 @@ pub(crate) struct Report {
     /// Latency of every measured request, successful or not; in open loop from when the
     /// request was due, so waiting for a free worker counts.
     pub latency_ms: LatencySummary,
+    /// The servers' CPU over the measured window, for those on this machine (see node_cpu).
+    pub node_cpu: CpuSummary,
     pub seed: u64,
     /// Open loop: the schedule's figures.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -146,6 +149,14 @@ impl Report {
             "latency ms    p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}{from}",
             l.p50, l.p90, l.p99, l.p999, l.max
         );
+        match self.node_cpu.cpu_us_per_ok {
+            Some(us) => {
+                let each: Vec<String> =
+                    self.node_cpu.nodes.iter().map(|n| format!("{} {:.2} cores", n.endpoint, n.cores)).collect();
+                println!("server CPU    {us:.1} us per ok request, summed ({})", each.join(", "));
+            }
+            None => println!("server CPU    not measured ({})", self.node_cpu.unmeasured.join("; ")),
+        }
         if let Some(o) = &self.open_loop {
             let (s, g) = (&o.service_ms, &o.send_lag_ms);
             println!(
