@@ -300,6 +300,15 @@ async fn a_node_behind_the_purge_point_catches_up_from_a_snapshot_and_peers_need
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
+    // Phase 4b: the joined voter restarts with a --join address where nothing answers. Its own
+    // state names it a voter, so it asks nobody, serves, and becomes ready again (a node that
+    // asked would fail to join and stop).
+    c.kill(j);
+    c.spawn_with_join(j, "127.0.0.1:1");
+    c.wait_ready(Duration::from_secs(30)).await;
+    let log = std::fs::read_to_string(&c.nodes[j].log).unwrap_or_default();
+    assert!(log.contains("a voter already: not joining again"), "the restarted voter did not ask to join");
+
     // Phase 5: SIGTERM drains and exits 0; the others keep serving writes.
     let victim = c.wait_ready(Duration::from_secs(10)).await;
     assert_eq!(c.terminate(victim), Some(0), "graceful shutdown exits 0");

@@ -257,9 +257,16 @@ pub(crate) async fn join(router: &Router, advertise: &str, addr: &str, attempts:
     Err(StoreError::unavailable(format!("could not join through {addr}: {last}")))
 }
 
-/// Whether this node's latest known membership (committed or not) names it a voter.
-pub(crate) fn is_voter(router: &Router) -> bool {
-    router.metrics().membership_config.membership().voter_ids().any(|id| id == router.id())
+/// Whether this node's latest known membership (committed or not) names it a voter. Asked of
+/// the Raft core, which has loaded the log and the snapshot: the metrics are empty until its
+/// first report, so right after a restart they would say "not a voter" of any member.
+pub(crate) async fn is_voter(router: &Router) -> bool {
+    let me = router.id();
+    router
+        .raft()
+        .with_raft_state(move |st| st.membership_state.effective().membership().voter_ids().any(|id| id == me))
+        .await
+        .unwrap_or(false)
 }
 
 /// What [`ensure_joined`] found or did.
@@ -285,10 +292,10 @@ pub(crate) async fn ensure_joined(
     addr: &str,
     attempts: u32,
 ) -> Result<JoinOutcome, StoreError> {
-    if holds_state(log).await? && is_voter(router) {
-        return Ok(JoinOutcome::AlreadyMember);
-    }
     if holds_state(log).await? {
+        if is_voter(router).await {
+            return Ok(JoinOutcome::AlreadyMember);
+        }
         tracing::warn!("this node holds state but is not a voter in it (a join was interrupted): asking again");
     }
     join(router, advertise, addr, attempts).await.map(|()| JoinOutcome::Joined)

@@ -145,12 +145,22 @@ impl Cluster {
     pub fn spawn_joiner(&mut self, id: u64, via: usize) -> usize {
         let addr = format!("127.0.0.1:{}", free_port());
         let data_dir = self._dir.path().join(format!("node{id}"));
-        let log_path = self._dir.path().join(format!("node{id}.log"));
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).expect("log file");
+        let log = self._dir.path().join(format!("node{id}.log"));
+        self.nodes.push(NodeProc { id, addr, data_dir, log, child: None, extra: vec![] });
+        let i = self.nodes.len() - 1;
+        let via = self.nodes[via].addr.clone();
+        self.spawn_with_join(i, &via);
+        i
+    }
+
+    /// Starts (or restarts, with its data dir) node `i` with `--join join` instead of `--peers`.
+    pub fn spawn_with_join(&mut self, i: usize, join: &str) {
+        let node = &mut self.nodes[i];
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&node.log).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_node"))
-            .args(["--id", &id.to_string(), "--listen", &addr, "--join", &self.nodes[via].addr])
+            .args(["--id", &node.id.to_string(), "--listen", &node.addr, "--join", join])
             .arg("--data-dir")
-            .arg(&data_dir)
+            .arg(&node.data_dir)
             .args(["--cluster-secret", SECRET, "--jwt-secret", JWT])
             .args(test_defaults(&[]))
             .env("RUST_LOG", "info,openraft=warn")
@@ -158,8 +168,7 @@ impl Cluster {
             .stderr(Stdio::from(log))
             .spawn()
             .expect("spawn joiner");
-        self.nodes.push(NodeProc { id, addr, data_dir, log: log_path, child: Some(child), extra: vec![] });
-        self.nodes.len() - 1
+        node.child = Some(child);
     }
 
     /// SIGKILL: no drain, no flush beyond what was already durable.
