@@ -15,6 +15,7 @@
 //! command that replays it. See docs/SIMULATION.md.
 
 pub mod check;
+pub mod error;
 pub mod faults;
 pub mod gql;
 pub mod history;
