@@ -1,9 +1,12 @@
-//! A small GraphQL-over-HTTP client for simulated client hosts.
+//! A small GraphQL-over-HTTP client for simulated client hosts, and the retry-until-data loop
+//! setup and the final reads use.
 
 use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::config::REQUEST_TIMEOUT;
+use crate::error::SimError;
 use crate::net::{post, NetError, PORT};
 
 /// How one GraphQL request ended.
@@ -131,4 +134,32 @@ pub async fn request_at(
 /// Quotes `s` as a GraphQL string literal (JSON string syntax is valid GraphQL).
 pub fn lit(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
+}
+
+/// How long [`until_data`] waits before asking again.
+const UNTIL_DATA_RETRY_MS: u64 = 200;
+
+/// Sleeps `ms` simulated milliseconds (inside a host, tokio's clock is turmoil's).
+pub(crate) async fn sleep_ms(ms: u64) {
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+}
+
+/// Sends `query` to `node` until it answers with data (setup and final reads: no faults are
+/// running then, but the cluster may still be electing or catching up).
+pub(crate) async fn until_data(
+    node: u64,
+    query: &str,
+    token: Option<&str>,
+    limit: Duration,
+) -> Result<Value, SimError> {
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut last = String::new();
+    while tokio::time::Instant::now() < deadline {
+        match request(&node_addr(node), query, token, REQUEST_TIMEOUT).await {
+            Answer::Data(d) => return Ok(d),
+            other => last = format!("{other:?}"),
+        }
+        sleep_ms(UNTIL_DATA_RETRY_MS).await;
+    }
+    Err(SimError::NoData { node, query: query.to_string(), limit, last })
 }
