@@ -56,6 +56,21 @@ pub(crate) struct CpuSummary {
     pub unmeasured: Vec<String>,
 }
 
+impl CpuSummary {
+    /// Prints the table line: CPU per `unit` (a successful request, a delivery) and each
+    /// target's cores, or why nothing was measured.
+    pub fn print_line(&self, unit: &str) {
+        match self.cpu_us_per_ok {
+            Some(us) => {
+                let each: Vec<String> =
+                    self.nodes.iter().map(|n| format!("{} {:.2} cores", n.endpoint, n.cores)).collect();
+                println!("server CPU    {us:.1} us per {unit}, summed ({})", each.join(", "));
+            }
+            None => println!("server CPU    not measured ({})", self.unmeasured.join("; ")),
+        }
+    }
+}
+
 impl Probe {
     /// Finds the local process behind each endpoint (a URL or `host:port`).
     pub fn discover(endpoints: &[String]) -> Self {

@@ -149,14 +149,7 @@ impl Report {
             "latency ms    p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}{from}",
             l.p50, l.p90, l.p99, l.p999, l.max
         );
-        match self.node_cpu.cpu_us_per_ok {
-            Some(us) => {
-                let each: Vec<String> =
-                    self.node_cpu.nodes.iter().map(|n| format!("{} {:.2} cores", n.endpoint, n.cores)).collect();
-                println!("server CPU    {us:.1} us per ok request, summed ({})", each.join(", "));
-            }
-            None => println!("server CPU    not measured ({})", self.node_cpu.unmeasured.join("; ")),
-        }
+        self.node_cpu.print_line("ok request");
         if let Some(o) = &self.open_loop {
             let (s, g) = (&o.service_ms, &o.send_lag_ms);
             println!(

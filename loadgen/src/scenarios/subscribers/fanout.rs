@@ -19,6 +19,7 @@ use tokio::sync::watch;
 
 use super::sends::{paced_sends, send_progress, SendCounters, SendTally, Sends};
 use super::sockets::{drain, open_all, Ws};
+use crate::node_cpu::CpuSummary;
 use crate::pacing;
 use crate::stats::{format_errors, latency_histogram, per_sec, summarize, LatencySummary};
 
@@ -123,6 +124,9 @@ pub(crate) struct SubscribersReport {
     pub delivered_per_sec: f64,
     /// Send-to-delivery delay of the measured deliveries.
     pub delay_ms: LatencySummary,
+    /// The nodes' CPU over the measured window, when local; `cpu_us_per_ok` is per measured
+    /// delivery (one event reaching one subscriber).
+    pub node_cpu: CpuSummary,
     /// Anything else wrong (accounting, attribution); empty on a clean run.
     pub problems: Vec<String>,
 }
@@ -171,6 +175,7 @@ impl SubscribersReport {
             "delay ms      p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}",
             d.p50, d.p90, d.p99, d.p999, d.max
         );
+        self.node_cpu.print_line("measured delivery");
         println!(
             "send ms       p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}",
             s.p50, s.p90, s.p99, s.p999, s.max
@@ -310,9 +315,20 @@ pub(super) async fn run<T: Topic>(
     let start = Instant::now();
     let (measure_from, end) = window(start, spec);
     let clock = Clock { base, measure_from };
+    // The nodes' CPU over the measured window, when they are local (see node_cpu).
+    let probe = crate::node_cpu::Probe::discover(spec.nodes);
+    let window_start = {
+        let probe = probe.clone();
+        let at = tokio::time::Instant::from_std(measure_from);
+        tokio::spawn(async move {
+            tokio::time::sleep_until(at).await;
+            probe.sample()
+        })
+    };
     let counters = Arc::new(SendCounters::default());
     let progress = send_progress(start, measure_from, end, counters.clone(), delivered_total.clone());
     let sends = paced_sends(start, args.rate, end, counters, |slot, due| topic.send(client, slot, due, clock)).await?;
+    let window_end = probe.sample();
     progress.finish();
 
     let (committed, settled) = topic.settle(&setup_client, &sends).await?;
@@ -325,9 +341,11 @@ pub(super) async fn run<T: Topic>(
         seen.push(reader.await.context("reader task")?);
     }
     let tally = topic.tally(settled, &sends, seen, committed, clock)?;
+    let window_start = window_start.await.context("the CPU sampler")?;
+    let node_cpu = probe.summary(&window_start, &window_end, tally.got.measured);
     let shape = ReportShape { topic: T::LABEL, spec, args, sockets_per_node: per_node };
     let sent = SendTally::of(&sends, measure_from, end);
-    Ok(SubscribersReport::assemble(shape, sent, committed, expected, tally))
+    Ok(SubscribersReport::assemble(shape, sent, committed, expected, tally, node_cpu))
 }
 
 /// The measured window: warmup from `start`, then the duration.
@@ -386,7 +404,14 @@ struct ReportShape<'a> {
 impl SubscribersReport {
     /// The report of a run: its shape, the sends, how many updates were committed and expected
     /// in all, and the topic's tally of what the sockets received.
-    fn assemble(shape: ReportShape<'_>, sent: SendTally, committed: u64, expected: u64, tally: Tally) -> Self {
+    fn assemble(
+        shape: ReportShape<'_>,
+        sent: SendTally,
+        committed: u64,
+        expected: u64,
+        tally: Tally,
+        node_cpu: CpuSummary,
+    ) -> Self {
         let ReportShape { topic, spec, args, sockets_per_node } = shape;
         let Tally { got, params, problems } = tally;
         let elapsed_secs = got.last.saturating_duration_since(got.from).as_secs_f64();
@@ -418,6 +443,7 @@ impl SubscribersReport {
             elapsed_secs,
             delivered_per_sec: per_sec(got.measured, elapsed_secs),
             delay_ms: summarize(&got.delay),
+            node_cpu,
             problems,
         }
     }
