@@ -141,14 +141,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     });
     // The servers' CPU is read when the measured window opens and when the workers are done.
     let probe = crate::node_cpu::Probe::discover(&common.nodes);
-    let window_start = {
-        let probe = probe.clone();
-        let at = tokio::time::Instant::from_std(measure_from);
-        tokio::spawn(async move {
-            tokio::time::sleep_until(at).await;
-            probe.sample()
-        })
-    };
+    let window_start = probe.sample_at(measure_from);
     let stats = run_workers(shared.clone(), common.concurrency as usize, seed).await?;
     let window_end = probe.sample();
     let node_cpu = match window_start.await {

@@ -84,6 +84,16 @@ impl Probe {
         probe
     }
 
+    /// Reads every watched process's CPU ticks at `at` (the opening of a measured window), in a
+    /// task of its own so the caller can start its load meanwhile.
+    pub fn sample_at(&self, at: Instant) -> tokio::task::JoinHandle<Sample> {
+        let probe = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await;
+            probe.sample()
+        })
+    }
+
     /// Reads every watched process's CPU ticks now.
     pub fn sample(&self) -> Sample {
         Sample { at: Instant::now(), ticks: self.watched.iter().map(|w| cpu_ticks(w.pid)).collect() }

@@ -317,14 +317,7 @@ pub(super) async fn run<T: Topic>(
     let clock = Clock { base, measure_from };
     // The nodes' CPU over the measured window, when they are local (see node_cpu).
     let probe = crate::node_cpu::Probe::discover(spec.nodes);
-    let window_start = {
-        let probe = probe.clone();
-        let at = tokio::time::Instant::from_std(measure_from);
-        tokio::spawn(async move {
-            tokio::time::sleep_until(at).await;
-            probe.sample()
-        })
-    };
+    let window_start = probe.sample_at(measure_from);
     let counters = Arc::new(SendCounters::default());
     let progress = send_progress(start, measure_from, end, counters.clone(), delivered_total.clone());
     let sends = paced_sends(start, args.rate, end, counters, |slot, due| topic.send(client, slot, due, clock)).await?;
