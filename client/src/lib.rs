@@ -12,6 +12,8 @@
 //! - [`transport`]: [`Client`], which posts a query to a chosen node, once or under a
 //!   [`RetryPolicy`].
 //! - [`ops`]: the contract's operations as query text, typed results and helper methods.
+//! - [`import`]: `importAccounts` calls packed to the server's limits, for `cli import` and
+//!   `loadgen seed`.
 //! - [`subscribe`](mod@subscribe): a graphql-transport-ws subscription that resumes on another
 //!   node from the last index it saw.
 //!
@@ -26,7 +28,8 @@
 //!   connection after sending, HTTP 502–504): only **idempotent** operations are repeated. These
 //!   are the reads (`usernameAvailability`, `sale`, `timeline`, `messages`, `cluster`), `login`,
 //!   `purchase` (its idempotency key returns the first order), `follow`, `sendMessage` (its
-//!   client message id) and `startSale`. The others (`reserveUsername`, `register`,
+//!   client message id), `startSale` and `importAccounts` (a repeat skips what the first attempt
+//!   created). The others (`reserveUsername`, `register`,
 //!   `postTweet`, `createProduct`, `createSale`, `createChat`) return
 //!   [`ClientError::OutcomeUnknown`] at once: the caller should re-check (ask
 //!   `usernameAvailability`, try `login`, read the timeline) before trying again.
@@ -45,11 +48,13 @@
 #![warn(missing_docs)]
 
 pub mod error;
+pub mod import;
 pub mod ops;
 pub mod subscribe;
 pub mod transport;
 
 pub use error::{ClientError, Failure};
+pub use import::{ImportAccount, ImportResult, SkippedAccount};
 pub use ops::{
     AuthPayload, Author, Availability, Chat, ClusterInfo, Connection, Consistency, CreateProductInput, CreateSaleInput,
     Edge, Member, Message, Order, PageInfo, Product, RegisterInput, Reservation, Sale, SaleStatus, SaleUpdate, Tweet,

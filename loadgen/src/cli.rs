@@ -7,7 +7,7 @@ use client::transport;
 use rand::Rng;
 
 use crate::pacing::OpenLoopArgs;
-use crate::scenarios::{checks, claims, peers, purchase, subscribers, timeline};
+use crate::scenarios::{checks, claims, peers, purchase, seed, subscribers, timeline};
 
 /// Default measured duration of a run.
 const DURATION_DEFAULT_SECS: u64 = 10;
@@ -87,6 +87,16 @@ pub(crate) enum ScenarioCommand {
         #[command(flatten)]
         fanout: subscribers::SubscribersArgs,
     },
+    /// Fills the cluster with --accounts accounts through `importAccounts` (as an admin), the
+    /// way existing users are brought in, and reports accounts per second and the servers' CPU
+    /// per account. `--concurrency` calls are in flight; a rerun with the same --run-id skips
+    /// what is already there.
+    Seed {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        seed: seed::SeedArgs,
+    },
     /// The claim, check or purchase against etcd, PostgreSQL or Redis, for comparisons:
     /// `--nodes` takes that system's addresses, and each worker opens its own connection.
     Peer {
@@ -108,6 +118,7 @@ impl ScenarioCommand {
             | Self::PurchaseBurst { common, .. }
             | Self::Timeline { common, .. }
             | Self::Subscribers { common, .. }
+            | Self::Seed { common, .. }
             | Self::Peer { common, .. } => common,
         }
     }
@@ -119,7 +130,7 @@ impl ScenarioCommand {
             | Self::Checks { open_loop, .. }
             | Self::Timeline { open_loop, .. }
             | Self::Peer { open_loop, .. } => open_loop.rate,
-            Self::PurchaseBurst { .. } | Self::Subscribers { .. } => None,
+            Self::PurchaseBurst { .. } | Self::Subscribers { .. } | Self::Seed { .. } => None,
         }
     }
 }

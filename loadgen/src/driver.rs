@@ -19,7 +19,7 @@ use crate::cli::{random_run_id, Cli, Common, ScenarioCommand};
 use crate::pacing::Schedule;
 use crate::progress::{Extent, Progress, Reading};
 use crate::report::{OpenLoopSummary, Report};
-use crate::scenarios::{checks, claims, peers, purchase, subscribers, timeline, Next, Scenario, Verdict};
+use crate::scenarios::{checks, claims, peers, purchase, seed, subscribers, timeline, Next, Scenario, Verdict};
 use crate::stats::{per_sec, summarize, Stats};
 
 /// When the measured window starts and ends, the optional request cap, and in open loop the
@@ -100,6 +100,16 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         ScenarioCommand::Subscribers { fanout, .. } => {
             return run_subscribers(&graphql_client(common)?, common, fanout, &run_id, seed).await;
+        }
+        ScenarioCommand::Seed { seed: args, .. } => {
+            let client = graphql_client(common)?;
+            let report = seed::run(&client, &common.nodes, common.concurrency as usize, &run_id, args).await?;
+            if common.json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                report.print();
+            }
+            return Ok(ExitCode::SUCCESS);
         }
         command => {
             let client = graphql_client(common)?;
@@ -281,6 +291,7 @@ async fn build_scenario(
             Ok(Scenario::Timeline(Box::new(timeline::setup(client, args, seed, run_id).await?)))
         }
         ScenarioCommand::Subscribers { .. } => bail!("the subscribers scenario has no closed-loop workers"),
+        ScenarioCommand::Seed { .. } => bail!("the seed scenario has no closed-loop workers"),
         ScenarioCommand::Peer { .. } => bail!("the peer scenario does not talk GraphQL"),
     }
 }

@@ -8,6 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::model::accounts::{ImportedAccount, SkippedAccount};
 use crate::model::chats::{Chat, Message};
 use crate::model::sales::{Order, Product, Sale};
 use crate::model::tweets::Tweet;
@@ -41,6 +42,14 @@ pub enum Command {
         email: Option<String>,
         /// The token of a reservation of this name, if the caller holds one.
         reservation_token: Option<String>,
+    },
+    /// Bring in existing accounts (admin), each claiming its name by the rules of `Register`
+    /// without a reservation; a name that cannot be claimed is skipped with its reason.
+    ImportAccounts {
+        /// Who asks; must be an admin.
+        actor: u64,
+        /// At most [`crate::model::accounts::IMPORT_ACCOUNTS_PER_CALL_MAX`].
+        accounts: Vec<ImportedAccount>,
     },
     /// Move an account to a new name; the old one cools down for `cooldown_ms`.
     ChangeUsername {
@@ -196,6 +205,7 @@ impl Command {
         match self {
             Command::ReserveUsername { .. } => "reserve_username",
             Command::Register { .. } => "register",
+            Command::ImportAccounts { .. } => "import_accounts",
             Command::ChangeUsername { .. } => "change_username",
             Command::DeleteAccount { .. } => "delete_account",
             Command::CreateProduct { .. } => "create_product",
@@ -228,6 +238,13 @@ pub enum Response {
     },
     /// An account was created or changed; this is its new state.
     User(User),
+    /// An import was applied: how many accounts it created, and those it left out.
+    Imported {
+        /// Accounts created.
+        imported: u64,
+        /// Accounts left out, in the order given.
+        skipped: Vec<SkippedAccount>,
+    },
     /// An account was deleted.
     Deleted {
         /// Its id.
@@ -265,6 +282,7 @@ impl Response {
         match self {
             Response::Reserved { .. } => "reserved",
             Response::User(..) => "user",
+            Response::Imported { .. } => "imported",
             Response::Deleted { .. } => "deleted",
             Response::Product(..) => "product",
             Response::Sale(..) => "sale",

@@ -2,7 +2,7 @@
 
 use async_graphql::{Context, Enum, Error, InputObject, Object, SimpleObject, ID};
 use chrono::{DateTime, Utc};
-use raft::model::accounts::check_profile;
+use raft::model::accounts::{check_profile, ImportedAccount, IMPORT_ACCOUNTS_PER_CALL_MAX};
 use raft::{
     model::names, Command, Consistency as StoreConsistency, ProfileChange, Response, Role as StoreRole,
     User as StoredUser,
@@ -11,7 +11,7 @@ use raft::{
 use crate::auth::{self, viewer};
 use crate::error::{api_error, code, invalid};
 use crate::limits::{rate_limited, ClientKey};
-use crate::usernames::{claimable, status_of, UsernameStatus, USERNAME_INPUT_BYTES_MAX};
+use crate::usernames::{claim_form, claimable, status_of, UsernameStatus, USERNAME_INPUT_BYTES_MAX};
 use crate::{ms_to_datetime, now_ms, ApiContext, Consistency};
 
 /// Password length bounds, in characters. The upper bound caps hashing cost per request.
@@ -117,6 +117,44 @@ pub struct RegisterInput {
     pub reservation_token: Option<String>,
 }
 
+/// An existing account to bring in with `importAccounts`.
+#[derive(InputObject)]
+pub struct ImportAccountInput {
+    /// Claimed by the rules of `register`; a name that cannot be claimed is skipped.
+    pub username: String,
+    /// An argon2id PHC string, `$argon2id$v=19$m=…,t=…,p=…$salt$hash`, that `login` verifies;
+    /// at most 64 MiB and three passes' worth of work per verification.
+    #[graphql(secret)]
+    pub password_hash: String,
+    /// Defaults to the username.
+    pub display_name: Option<String>,
+    /// Optional contact address.
+    pub email: Option<String>,
+    /// When the account was created where it comes from; defaults to now. Not in the future.
+    pub created_at: Option<DateTime<Utc>>,
+}
+
+/// What an `importAccounts` call did.
+#[derive(SimpleObject)]
+pub struct ImportAccountsPayload {
+    /// Accounts created.
+    pub imported: u64,
+    /// Accounts left out, in the order given, each with its reason.
+    pub skipped: Vec<SkippedAccount>,
+}
+
+/// An account an import left out.
+#[derive(SimpleObject)]
+pub struct SkippedAccount {
+    /// The name as given.
+    pub username: String,
+    /// Why, as a stable code: USERNAME_TAKEN (also a name given twice in one call, or already
+    /// imported), USERNAME_RESERVED, USERNAME_BLOCKED or USERNAME_INVALID.
+    pub code: String,
+    /// The sentence that says why.
+    pub reason: String,
+}
+
 /// Profile fields to change; omitted fields stay as they are.
 #[derive(InputObject)]
 pub struct UpdateProfileInput {
@@ -142,11 +180,11 @@ fn check_password(password: &str) -> Result<(), Error> {
     Ok(())
 }
 
-fn check_display_name(name: &str) -> Result<(), Error> {
-    raft::model::accounts::check_display_name(name).map_err(|m| invalid("displayName", m))
+fn check_display_name(field: &str, name: &str) -> Result<(), Error> {
+    raft::model::accounts::check_display_name(name).map_err(|m| invalid(field, m))
 }
 
-fn check_email(email: &str) -> Result<(), Error> {
+fn check_email(field: &str, email: &str) -> Result<(), Error> {
     let ok = email.len() <= EMAIL_BYTES_MAX
         && !email.chars().any(|c| c.is_whitespace() || c.is_control())
         && match email.split_once('@') {
@@ -159,7 +197,7 @@ fn check_email(email: &str) -> Result<(), Error> {
         Ok(())
     } else {
         Err(invalid(
-            "email",
+            field,
             format!("{email:?} is not an e-mail address (name@domain.tld, at most {EMAIL_BYTES_MAX} bytes)"),
         ))
     }
@@ -242,9 +280,9 @@ impl AccountMutation {
         let (username, canonical) = claimable(&input.username)?;
         check_password(&input.password)?;
         let display_name = input.display_name.unwrap_or_else(|| username.clone());
-        check_display_name(&display_name)?;
+        check_display_name("displayName", &display_name)?;
         if let Some(email) = &input.email {
-            check_email(email)?;
+            check_email("email", email)?;
         }
         precheck(ctx, &input.username).await?;
         let password_hash = api.auth.hash(ctx.data_opt::<ClientKey>().copied(), input.password).await?;
@@ -259,6 +297,84 @@ impl AccountMutation {
         let user = write_user(ctx, cmd).await?;
         let token = api.auth.issue(&user)?;
         Ok(AuthPayload { token, user: UserObject { user, show_private: true } })
+    }
+
+    /// Brings in existing accounts (ADMIN), at most 1,000 per call, as one log entry. Each name
+    /// is claimed by the rules of `register` (canonical form, policy, uniqueness; no reservation
+    /// is taken), in the order given; a name that cannot be claimed is skipped with its code and
+    /// reason. A malformed password hash, display name, e-mail or date fails the whole call with
+    /// INVALID_INPUT naming `accounts[i].field`, and nothing is imported. Imported accounts are
+    /// plain users and sign in with `login` and their old password. Safe to repeat: accounts
+    /// already imported are skipped as USERNAME_TAKEN.
+    async fn import_accounts(
+        &self,
+        ctx: &Context<'_>,
+        accounts: Vec<ImportAccountInput>,
+    ) -> Result<ImportAccountsPayload, Error> {
+        let me = auth::admin(ctx).await?;
+        if accounts.len() > IMPORT_ACCOUNTS_PER_CALL_MAX {
+            return Err(invalid(
+                "accounts",
+                format!("at most {IMPORT_ACCOUNTS_PER_CALL_MAX} accounts per call, got {}", accounts.len()),
+            ));
+        }
+        let now = now_ms();
+        let mut skipped = Vec::new();
+        let mut list = Vec::with_capacity(accounts.len());
+        // The position in `accounts` of each entry of `list`.
+        let mut positions = Vec::with_capacity(accounts.len());
+        for (i, a) in accounts.into_iter().enumerate() {
+            let at = |field: &str| format!("accounts[{i}].{field}");
+            auth::check_password_hash(&a.password_hash).map_err(|m| invalid(&at("passwordHash"), m))?;
+            if let Some(name) = &a.display_name {
+                check_display_name(&at("displayName"), name)?;
+            }
+            if let Some(email) = &a.email {
+                check_email(&at("email"), email)?;
+            }
+            let created_at_ms = match a.created_at {
+                Some(t) if t.timestamp_millis() > now => {
+                    return Err(invalid(&at("createdAt"), format!("{t} is in the future")));
+                }
+                Some(t) if t.timestamp_millis() < 0 => {
+                    return Err(invalid(&at("createdAt"), format!("{t} is before 1970")));
+                }
+                Some(t) => t.timestamp_millis(),
+                None => now,
+            };
+            match claim_form(&a.username) {
+                Ok((username, canonical)) => {
+                    positions.push(i);
+                    list.push(ImportedAccount {
+                        display_name: a.display_name.unwrap_or_else(|| username.clone()),
+                        username,
+                        canonical,
+                        password_hash: a.password_hash,
+                        email: a.email,
+                        created_at_ms,
+                    });
+                }
+                Err((code, reason)) => {
+                    skipped.push((i, SkippedAccount { username: a.username, code: code.into(), reason }))
+                }
+            }
+        }
+        let (imported, refused) = if list.is_empty() {
+            (0, Vec::new())
+        } else {
+            let cmd = Command::ImportAccounts { actor: me.id, accounts: list };
+            crate::applied::write(ctx, cmd, |r| match r {
+                Response::Imported { imported, skipped } => Some((imported, skipped)),
+                _ => None,
+            })
+            .await?
+        };
+        for s in refused {
+            let i = positions.get(s.position as usize).copied().unwrap_or(usize::MAX);
+            skipped.push((i, SkippedAccount { username: s.username, code: s.code.as_str().into(), reason: s.reason }));
+        }
+        skipped.sort_by_key(|(i, _)| *i);
+        Ok(ImportAccountsPayload { imported, skipped: skipped.into_iter().map(|(_, s)| s).collect() })
     }
 
     /// Signs in. An unknown user and a wrong password get the same answer, in the same time.

@@ -23,6 +23,55 @@ pub const PASSWORD_HASHES_PER_CLIENT_MAX: usize = PASSWORD_HASHES_IN_FLIGHT_MAX 
 /// with a retry hint, rather than queue without bound behind a flood.
 pub const PASSWORD_HASH_WAIT_MS: u64 = 3_000;
 
+/// Longest password hash `importAccounts` takes, in bytes: a PHC string of 64-byte salt and hash
+/// with its parameters fits well within it.
+pub const PASSWORD_HASH_BYTES_MAX: usize = 256;
+/// Most memory an imported argon2id hash may ask of each `login` that verifies it, in KiB
+/// (64 MiB, RFC 9106's second recommendation). Each verification holds it while a hash slot is
+/// held, so [`PASSWORD_HASHES_IN_FLIGHT_MAX`] bounds the total.
+pub const PASSWORD_HASH_MEMORY_KIB_MAX: u32 = 64 * 1024;
+/// Most passes an imported hash may ask for.
+pub const PASSWORD_HASH_PASSES_MAX: u32 = 10;
+/// Most lanes an imported hash may ask for.
+pub const PASSWORD_HASH_LANES_MAX: u32 = 8;
+/// Most work (memory in KiB times passes) an imported hash may ask of a `login`: three passes
+/// over 64 MiB, about ten times our own hash's cost. Every OWASP-recommended argon2id setting
+/// is within it.
+pub const PASSWORD_HASH_WORK_KIB_MAX: u64 = 3 * 64 * 1024;
+
+/// Checks a password hash brought in by `importAccounts`: an argon2id PHC string of version 19
+/// (`$argon2id$v=19$m=…,t=…,p=…$salt$hash`) whose parameters `login` can verify within the bounds
+/// above. The message says which rule it broke.
+pub fn check_password_hash(phc: &str) -> Result<(), String> {
+    const FORM: &str = "$argon2id$v=19$m=<KiB>,t=<passes>,p=<lanes>$<salt>$<hash>";
+    if phc.len() > PASSWORD_HASH_BYTES_MAX {
+        return Err(format!("must be at most {PASSWORD_HASH_BYTES_MAX} bytes, got {}", phc.len()));
+    }
+    let hash = argon2::PasswordHash::new(phc).map_err(|e| format!("is not a PHC string ({FORM}): {e}"))?;
+    if hash.algorithm != argon2::ARGON2ID_IDENT {
+        return Err(format!("must be an argon2id hash ({FORM}), got {}", hash.algorithm));
+    }
+    if hash.version != Some(0x13) {
+        return Err(format!("must be argon2 version 19 (v=19), got {:?}", hash.version));
+    }
+    if hash.salt.is_none() || hash.hash.is_none() {
+        return Err(format!("must carry a salt and a hash ({FORM})"));
+    }
+    let params = argon2::Params::try_from(&hash).map_err(|e| format!("has invalid parameters: {e}"))?;
+    let (m, t, p) = (params.m_cost(), params.t_cost(), params.p_cost());
+    if m > PASSWORD_HASH_MEMORY_KIB_MAX
+        || t > PASSWORD_HASH_PASSES_MAX
+        || p > PASSWORD_HASH_LANES_MAX
+        || u64::from(m) * u64::from(t) > PASSWORD_HASH_WORK_KIB_MAX
+    {
+        return Err(format!(
+            "asks too much of every login (m={m}, t={t}, p={p}); at most m={PASSWORD_HASH_MEMORY_KIB_MAX} KiB, \
+             t={PASSWORD_HASH_PASSES_MAX}, p={PASSWORD_HASH_LANES_MAX} and m*t={PASSWORD_HASH_WORK_KIB_MAX}"
+        ));
+    }
+    Ok(())
+}
+
 /// The bearer token a request came with, as the transport found it (HTTP header or the
 /// WebSocket `connection_init` payload). Verified lazily, by the fields that need a viewer.
 #[derive(Debug, Clone, Default)]

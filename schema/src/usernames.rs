@@ -86,23 +86,27 @@ pub(crate) fn status_of(view: &ReadView, name: &str, now: i64) -> Result<(Userna
     })
 }
 
-/// Maps a policy error to the code `register`, `reserveUsername` and `changeUsername` answer.
-pub(crate) fn policy_error(e: NameError) -> Error {
+/// The code of a policy refusal, as `register`, `reserveUsername` and `changeUsername` answer
+/// it: a reserved word is blocked, everything else invalid.
+fn policy_code(e: &NameError) -> &'static str {
     match e {
-        NameError::Reserved { .. } => api_error(code::USERNAME_BLOCKED, e.to_string()),
-        _ => api_error(code::USERNAME_INVALID, e.to_string()),
+        NameError::Reserved { .. } => code::USERNAME_BLOCKED,
+        _ => code::USERNAME_INVALID,
     }
 }
 
 /// Validates a name to be claimed and returns (NFKC display form, canonical form).
 pub(crate) fn claimable(name: &str) -> Result<(String, String), Error> {
+    claim_form(name).map_err(|(c, m)| api_error(c, m))
+}
+
+/// [`claimable`] with the refusal as (code, sentence), for `importAccounts`, which skips such a
+/// name rather than fail the call.
+pub(crate) fn claim_form(name: &str) -> Result<(String, String), (&'static str, String)> {
     if name.len() > USERNAME_INPUT_BYTES_MAX {
-        return Err(api_error(
-            code::USERNAME_INVALID,
-            format!("username must be at most {USERNAME_INPUT_BYTES_MAX} bytes"),
-        ));
+        return Err((code::USERNAME_INVALID, format!("username must be at most {USERNAME_INPUT_BYTES_MAX} bytes")));
     }
-    names::validate(name).map_err(policy_error)?;
+    names::validate(name).map_err(|e| (policy_code(&e), e.to_string()))?;
     Ok((names::normalize(name), names::canonical(name)))
 }
 

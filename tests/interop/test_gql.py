@@ -213,3 +213,39 @@ def test_cors_for_a_web_app_on_another_origin(cluster):
     no = requests.options(url, headers={"origin": "http://other.example", "access-control-request-method": "POST"},
                           timeout=10)
     assert "access-control-allow-origin" not in no.headers
+
+
+def test_accounts_hashed_by_argon2_cffi_import_and_sign_in(cluster):
+    # Why: users come from systems this project did not write. argon2-cffi (PyPI) is what Python
+    # services (Django's Argon2PasswordHasher among them) store hashes with; its default
+    # parameters and RFC 9106's low-memory ones must import through gql, with its default
+    # schema validation, and sign in with the old passwords on another node.
+    from argon2 import PasswordHasher
+    from argon2.profiles import RFC_9106_LOW_MEMORY
+
+    default_hash = PasswordHasher().hash("pyuser one password")
+    rfc_hash = PasswordHasher.from_parameters(RFC_9106_LOW_MEMORY).hash("pyuser two password")
+    admin = http_client(cluster.urls[0], cluster.admin())
+    result = admin.execute(req(
+        "mutation($a: [ImportAccountInput!]!) { importAccounts(accounts: $a) { imported skipped { username code reason } } }",
+        a=[{"username": "pyuserone", "passwordHash": default_hash, "email": "one@example.com",
+            "createdAt": "2017-07-07T07:07:07Z"},
+           {"username": "PyUserTwo", "passwordHash": rfc_hash},
+           {"username": "pyuserone", "passwordHash": rfc_hash}]))
+    assert result["importAccounts"]["imported"] == 2, result
+    assert [(s["username"], s["code"]) for s in result["importAccounts"]["skipped"]] == [("pyuserone", "USERNAME_TAKEN")]
+
+    login = "mutation($u: String!, $p: String!) { login(username: $u, password: $p) { user { username createdAt } } }"
+    other = http_client(cluster.urls[2])
+    one = other.execute(req(login, u="pyuserone", p="pyuser one password"))["login"]["user"]
+    assert one["username"] == "pyuserone" and one["createdAt"].startswith("2017-07-07T07:07:07")
+    two = other.execute(req(login, u="pyusertwo", p="pyuser two password"))["login"]["user"]
+    assert two["username"] == "PyUserTwo"
+
+    # A bcrypt hash (what many other systems hold) is refused, naming the field, and imports nothing.
+    with pytest.raises(TransportQueryError) as refused:
+        admin.execute(req(
+            "mutation($a: [ImportAccountInput!]!) { importAccounts(accounts: $a) { imported } }",
+            a=[{"username": "pyuserthree", "passwordHash": "$2b$12$R9h/cIPz0gi.URNNX3kh2OPST9/PgBkqquzi.Ss7KIUgO2t0jWMUW"}]))
+    assert code_of(refused.value) == "INVALID_INPUT"
+    assert refused.value.errors[0]["message"].startswith("accounts[0].passwordHash")

@@ -7,6 +7,7 @@
 //! - [`peers`]: the claim, check or purchase against etcd, PostgreSQL or Redis (`bench/compare`).
 //! - [`subscribers`]: fan-out of live updates to many subscriptions; it has no workers and
 //!   paces its own sends.
+//! - [`seed`]: fills a cluster with accounts through `importAccounts`; no workers either.
 //! - [`accounts`]: signing up and signing in the accounts the scenarios act as.
 //!
 //! The driver runs the request/response scenarios through [`Scenario`]: for each worker and
@@ -18,6 +19,7 @@ pub(crate) mod checks;
 pub(crate) mod claims;
 pub(crate) mod peers;
 pub(crate) mod purchase;
+pub(crate) mod seed;
 pub(crate) mod subscribers;
 pub(crate) mod timeline;
 

@@ -57,6 +57,41 @@ pub struct ProfileChange {
     pub avatar_url: Option<String>,
 }
 
+/// Most accounts one `importAccounts` call (one log entry) carries.
+pub const IMPORT_ACCOUNTS_PER_CALL_MAX: usize = 1_000;
+
+/// An existing account brought in by `importAccounts`, checked and canonicalised before
+/// proposing; apply decides only whether its name is free.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportedAccount {
+    /// The name as given (NFC).
+    pub username: String,
+    /// Its canonical form.
+    pub canonical: String,
+    /// An argon2id PHC string, checked before proposing (see the schema's `check_password_hash`).
+    pub password_hash: String,
+    /// Display name.
+    pub display_name: String,
+    /// E-mail, validated before proposing.
+    pub email: Option<String>,
+    /// When the account was created where it comes from (ms since the epoch); apply keeps it
+    /// unless it is later than the entry's time.
+    pub created_at_ms: i64,
+}
+
+/// An account an import left out, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkippedAccount {
+    /// Its position in the command's list.
+    pub position: u32,
+    /// The name as given.
+    pub username: String,
+    /// Why, as a stable code (`USERNAME_TAKEN`, `USERNAME_INVALID`, ...).
+    pub code: ErrorCode,
+    /// The sentence that says why.
+    pub reason: String,
+}
+
 /// What the `names` table knows about a canonical name.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum NameRecord {

@@ -8,7 +8,7 @@
 use super::tables::{self, get_json, id_key, put_json, Tables};
 use super::SmError;
 use crate::command::Response;
-use crate::model::accounts::{check_claim, check_profile, NameRecord};
+use crate::model::accounts::{check_claim, check_profile, ImportedAccount, NameRecord, SkippedAccount};
 use crate::model::{DomainError, ErrorCode, ProfileChange, Role, User};
 use redb::ReadableTableMetadata;
 
@@ -115,6 +115,59 @@ pub(crate) fn register(t: &mut Tables, now: i64, a: NewAccount) -> Result<Respon
     t.credentials.insert(id_key(id).as_slice(), a.password_hash.as_bytes())?;
     put_json(&mut t.names, user.canonical.as_bytes(), &NameRecord::Owned { user_id: id })?;
     Ok(Response::User(user))
+}
+
+/// Admin commands check the actor's role again at apply: the schema's guard is a fast path.
+pub(crate) fn is_admin(t: &Tables, actor: u64) -> Result<bool, SmError> {
+    Ok(get_json::<User>(&t.users, &id_key(actor))?.is_some_and(|u| u.role == Role::Admin))
+}
+
+/// Creates each account whose name [`check_claim`] lets anyone claim (no reservation token: an
+/// import never takes a held name), in the order given, so a name given twice goes to its first
+/// occurrence. The rest are skipped with their code and reason; nothing fails the whole entry
+/// except a non-admin actor. Imported accounts are plain users whatever their id, keep their
+/// `created_at_ms` unless it is later than `now`, and read exactly like registered ones.
+pub(crate) fn import_accounts(
+    t: &mut Tables,
+    now: i64,
+    actor: u64,
+    accounts: Vec<ImportedAccount>,
+) -> Result<Response, SmError> {
+    if !is_admin(t, actor)? {
+        return Ok(Response::Rejected(DomainError::new(
+            ErrorCode::Forbidden,
+            "importing accounts needs the ADMIN role",
+        )));
+    }
+    let mut next_id = t.counter(tables::COUNTER_NEXT_USER_ID)?.max(1);
+    let mut imported = 0;
+    let mut skipped = Vec::new();
+    for (position, a) in (0u32..).zip(accounts) {
+        let record: Option<NameRecord> = get_json(&t.names, a.canonical.as_bytes())?;
+        if let Err(e) = check_claim(record.as_ref(), now, None) {
+            skipped.push(SkippedAccount { position, username: a.username, code: e.code, reason: e.message });
+            continue;
+        }
+        let id = next_id;
+        next_id += 1;
+        let user = User {
+            id,
+            username: a.username,
+            canonical: a.canonical,
+            display_name: a.display_name,
+            email: a.email,
+            bio: String::new(),
+            avatar_url: None,
+            role: Role::User,
+            created_at_ms: a.created_at_ms.min(now),
+        };
+        put_json(&mut t.users, &id_key(id), &user)?;
+        t.credentials.insert(id_key(id).as_slice(), a.password_hash.as_bytes())?;
+        put_json(&mut t.names, user.canonical.as_bytes(), &NameRecord::Owned { user_id: id })?;
+        imported += 1;
+    }
+    t.set_counter(tables::COUNTER_NEXT_USER_ID, next_id)?;
+    Ok(Response::Imported { imported, skipped })
 }
 
 pub(crate) fn update_profile(t: &mut Tables, user_id: u64, change: ProfileChange) -> Result<Response, SmError> {

@@ -288,6 +288,7 @@ fn apply_command(t: &mut Tables, now: i64, command: Command, inject: Inject) -> 
                 accounts::NewAccount { username, canonical, password_hash, display_name, email, reservation_token },
             )
         }
+        Command::ImportAccounts { actor, accounts: list } => accounts::import_accounts(t, now, actor, list),
         Command::ChangeUsername { user_id, username, canonical, reservation_token, cooldown_ms } => {
             accounts::change_username(t, now, user_id, username, canonical, reservation_token, cooldown_ms)
         }

@@ -12,15 +12,10 @@ use super::{ReadView, SmError};
 use crate::command::Response;
 use crate::events::{sale_topic, EventPayload};
 use crate::model::sales::{BuyerTotal, Order, Product, Sale, SaleStatus};
-use crate::model::{DomainError, ErrorCode, Role, User};
+use crate::model::{DomainError, ErrorCode, User};
 
 fn reject(code: ErrorCode, message: impl Into<String>) -> Result<Response, SmError> {
     Ok(Response::Rejected(DomainError::new(code, message)))
-}
-
-/// Admin commands check the actor's role again at apply: the schema's guard is a fast path.
-fn is_admin(t: &Tables, actor: u64) -> Result<bool, SmError> {
-    Ok(get_json::<User>(&t.users, &id_key(actor))?.is_some_and(|u| u.role == Role::Admin))
 }
 
 fn leaderboard_key(sale_id: u64, b: &BuyerTotal) -> Vec<u8> {
@@ -45,7 +40,7 @@ pub(crate) fn create_product(
     description: String,
     price_cents: u64,
 ) -> Result<Response, SmError> {
-    if !is_admin(t, actor)? {
+    if !super::accounts::is_admin(t, actor)? {
         return reject(ErrorCode::Forbidden, "creating products needs the ADMIN role");
     }
     let id = t.next_id(tables::COUNTER_NEXT_PRODUCT_ID)?;
@@ -64,7 +59,7 @@ pub(crate) struct NewSale {
 }
 
 pub(crate) fn create_sale(t: &mut Tables, now: i64, actor: u64, s: NewSale) -> Result<Response, SmError> {
-    if !is_admin(t, actor)? {
+    if !super::accounts::is_admin(t, actor)? {
         return reject(ErrorCode::Forbidden, "creating sales needs the ADMIN role");
     }
     if get_json::<Product>(&t.products, &id_key(s.product_id))?.is_none() {
@@ -103,7 +98,7 @@ pub(crate) fn set_sale_open(
     sale_id: u64,
     open: bool,
 ) -> Result<Response, SmError> {
-    if !is_admin(t, actor)? {
+    if !super::accounts::is_admin(t, actor)? {
         return reject(ErrorCode::Forbidden, "starting and ending sales needs the ADMIN role");
     }
     let Some(mut sale) = get_json::<Sale>(&t.sales, &id_key(sale_id))? else {

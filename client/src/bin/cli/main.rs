@@ -24,6 +24,8 @@
 //! reserve bob` through one node and then `cli --session s --nodes <another> check bob --local`
 //! is answered from a state that includes the reservation.
 
+mod import;
+
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -167,6 +169,19 @@ enum Command {
         /// Stop after this many updates; otherwise run until Ctrl-C.
         #[arg(long)]
         count: Option<u64>,
+    },
+    /// Bring in existing accounts from a JSONL file (ADMIN token): one JSON object per line,
+    /// `{"username", "passwordHash" (argon2id PHC), "displayName", "email", "createdAt"}`.
+    /// Safe to run again: accounts already imported are skipped as USERNAME_TAKEN.
+    Import {
+        /// The JSONL file.
+        file: std::path::PathBuf,
+        /// `importAccounts` calls in flight at once, spread over the nodes.
+        #[arg(long, default_value_t = import::IMPORT_PARALLEL_DEFAULT)]
+        parallel: usize,
+        /// Write every skipped account to this file, one JSON object per line.
+        #[arg(long = "skipped")]
+        skipped_out: Option<std::path::PathBuf>,
     },
     /// The cluster as the answering node sees it.
     Cluster,
@@ -351,6 +366,10 @@ async fn run_command(client: &Client, cli: Cli) -> Result<(), CliError> {
         }
         Command::WatchSale { sale_id, after_index, count } => {
             return watch_sale(client, &sale_id, after_index, count, cli.json).await;
+        }
+        Command::Import { file, parallel, skipped_out } => {
+            let args = import::ImportArgs { file, parallel, skipped_out, json: cli.json };
+            return import::run(client, cli.nodes.len(), args).await;
         }
         Command::Cluster => (Kind::Cluster, data_of("cluster", client.cluster(0).await?)?),
         Command::Schema => {
