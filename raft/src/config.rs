@@ -23,9 +23,12 @@ pub const PROPOSE_TIMEOUT_DEFAULT_MS: u64 = 1_500;
 /// Default budget of a linearizable read's read-index round.
 pub const READ_TIMEOUT_DEFAULT_MS: u64 = 1_500;
 
-/// How long openraft lets one snapshot RPC take. Snapshots travel whole in one body today (the
-/// scale work streams them), so this is generous.
+/// How long openraft lets one snapshot RPC take: one chunk of [`SNAPSHOT_CHUNK_BYTES`], read
+/// from the leader's snapshot file and written into the follower's receiving file.
 const INSTALL_SNAPSHOT_TIMEOUT_MS: u64 = 10_000;
+/// Bytes of snapshot per install RPC (openraft's chunked transfer): well under the Raft body
+/// limit, and the most of a snapshot either side holds in memory for the transfer.
+pub const SNAPSHOT_CHUNK_BYTES: u64 = 4 * 1024 * 1024;
 /// Most entries in one append RPC. Entries are batches (see `proposer`), so 64 entries carry up
 /// to 32,768 commands; the byte cap of an append is [`crate::network::APPEND_BYTES_MAX`].
 const APPEND_ENTRIES_PER_RPC_MAX: u64 = 64;
@@ -141,6 +144,7 @@ impl StoreConfig {
             election_timeout_min: self.election_timeout_min_ms,
             election_timeout_max: self.election_timeout_max_ms,
             install_snapshot_timeout: INSTALL_SNAPSHOT_TIMEOUT_MS,
+            snapshot_max_chunk_size: SNAPSHOT_CHUNK_BYTES,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_logs),
             max_in_snapshot_log_to_keep: self.logs_kept_after_snapshot,
             max_payload_entries: APPEND_ENTRIES_PER_RPC_MAX,

@@ -1,7 +1,5 @@
 //! The openraft type configuration and the data that travels through the log.
 
-use std::io::Cursor;
-
 use serde::{Deserialize, Serialize};
 
 use crate::command::{Command, Response};
@@ -20,7 +18,7 @@ openraft::declare_raft_types!(
         R = BatchResponse,
         NodeId = NodeId,
         Node = openraft::BasicNode,
-        SnapshotData = Cursor<Vec<u8>>,
+        SnapshotData = tokio::fs::File,
 );
 
 /// One command together with the time it was proposed at.

@@ -121,7 +121,9 @@ impl RaftNetwork<TypeConfig> for Connection {
         option: RPCOption,
     ) -> Result<InstallSnapshotResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>>
     {
-        self.rpc(Rpc::Snapshot, &rpc, &option).await
+        let body = super::encode_snapshot_chunk(&rpc)
+            .map_err(|e| RPCError::Network(NetworkError::new(&openraft::AnyError::error(e))))?;
+        self.rpc_encoded(Rpc::Snapshot, body, &option, 1).await
     }
 
     async fn vote(

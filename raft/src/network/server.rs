@@ -40,7 +40,7 @@ pub(crate) async fn serve(store: &Store, rpc: Rpc, body: &[u8]) -> Result<Vec<u8
     match rpc {
         Rpc::Append => encode(&raft.append_entries(decode(body)?).await),
         Rpc::Vote => encode(&raft.vote(decode(body)?).await),
-        Rpc::Snapshot => encode(&raft.install_snapshot(decode(body)?).await),
+        Rpc::Snapshot => encode(&raft.install_snapshot(super::decode_snapshot_chunk(body)?).await),
         Rpc::Forward => encode(&accept_forwarded(store, decode(body)?).await),
         Rpc::ReadIndex => {
             let index: Result<u64, ForwardError> = match router.leader() {

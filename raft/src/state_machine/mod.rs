@@ -15,7 +15,6 @@ mod tweets;
 
 pub use snapshot::StateDigest;
 
-use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -92,6 +91,8 @@ pub struct StateMachine {
     /// Snapshots installed from a leader since this process opened the state: tests and
     /// operators tell "caught up from a snapshot" from "replayed the log" by it.
     installed: Arc<std::sync::atomic::AtomicU64>,
+    /// Files snapshots from the leader are being received into, oldest first (see snapshot.rs).
+    receiving: Arc<std::sync::Mutex<Vec<PathBuf>>>,
     /// Apply timings, shared with the rest of the store.
     stages: Arc<Stages>,
     /// When the state was last made durable (fsynced). Held by an apply through its commit and
@@ -143,9 +144,11 @@ impl StateMachine {
             inject,
             snapshot_file: Arc::new(std::sync::Mutex::new(())),
             installed: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+            receiving: Arc::default(),
             stages: Arc::default(),
             durable: Arc::new(std::sync::Mutex::new(std::time::Instant::now())),
         };
+        sm.clean_snapshot_dir()?;
         let (last, _) = sm.read_applied_state()?;
         sm.applied.send_replace(last.map_or(0, |l| l.index));
         sm.events.send_replace(sm.read()?.event_window()?.1);
@@ -363,18 +366,28 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.clone()
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
-        Ok(Box::new(Cursor::new(Vec::new())))
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>, StorageError> {
+        let sm = self.clone();
+        let file = blocking(ErrorVerb::Write, move || sm.begin_receiving_blocking()).await?;
+        Ok(Box::new(tokio::fs::File::from_std(file)))
     }
 
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta,
-        snapshot: Box<Cursor<Vec<u8>>>,
+        mut snapshot: Box<tokio::fs::File>,
     ) -> Result<(), StorageError> {
+        use tokio::io::AsyncWriteExt as _;
+        // tokio's File may still be writing the last chunk in the background: finish it, and
+        // hear of its failure, before the file is read.
+        snapshot
+            .flush()
+            .await
+            .map_err(|e| sm_err(ErrorVerb::Write, SmError::Snapshot(format!("flush received snapshot: {e}"))))?;
+        let file = snapshot.into_std().await;
         let sm = self.clone();
         let meta = meta.clone();
-        blocking(ErrorVerb::Write, move || sm.install_snapshot_blocking(&meta, snapshot.into_inner())).await
+        blocking(ErrorVerb::Write, move || sm.install_snapshot_blocking(&meta, file)).await
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
