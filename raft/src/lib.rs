@@ -53,12 +53,13 @@ pub use cluster::{
 pub use command::{Command, Response};
 pub use config::{
     ConfigError, StoreConfig, ELECTION_TIMEOUT_MIN_DEFAULT_MS, HEARTBEAT_INTERVAL_DEFAULT_MS,
-    LOGS_KEPT_AFTER_SNAPSHOT_DEFAULT, PROPOSE_TIMEOUT_DEFAULT_MS, READ_TIMEOUT_DEFAULT_MS, SNAPSHOT_LOGS_DEFAULT,
+    LOGS_KEPT_AFTER_SNAPSHOT_DEFAULT, PROPOSE_TIMEOUT_DEFAULT_MS, READ_TIMEOUT_DEFAULT_MS, SNAPSHOT_CHUNK_BYTES,
+    SNAPSHOT_LOGS_DEFAULT,
 };
 pub use error::{StoreError, RETRY_AFTER_MS};
 pub use events::{chat_topic, sale_topic, Event, EventPayload, ACCOUNTS_TOPIC, EVENTS_RETAINED_MAX, TWEETS_TOPIC};
 pub use inject::Inject;
-pub use log_store::{LogError, LogStore};
+pub use log_store::{LogError, LogStore, LOG_CACHE_BYTES};
 pub use model::{DomainError, ErrorCode, ProfileChange, Role, User};
 pub use network::server::FORWARDED_CLOCK_SKEW_MAX_MS;
 pub use network::{
@@ -68,6 +69,9 @@ pub use network::{
 pub use peer_auth::{AuthError, PeerAuth, SignedBody, PEER_CLOCK_SKEW_MAX_MS, PEER_NONCES_MAX, SIGNATURE_HEADER};
 pub use proposer::{COMMAND_BYTES_MAX, PROPOSAL_BATCHES_IN_FLIGHT_MAX, PROPOSAL_BATCH_BYTES_MAX, PROPOSAL_BATCH_MAX};
 pub use stages::{Histogram, HistogramSnapshot, Stages, BUCKET_BOUNDS_US};
-pub use state_machine::{ReadView, SmError, StateDigest, StateMachine, STATE_DURABLE_INTERVAL_MS};
+pub use state_machine::{
+    ReadView, SmError, StateDigest, StateMachine, SNAPSHOT_IO_BUFFER_BYTES, SNAPSHOT_ROW_BYTES_MAX, STATE_CACHE_BYTES,
+    STATE_DURABLE_INTERVAL_MS,
+};
 pub use store::{Consistency, Read, Store, StoreStats, Written, APPLY_WAIT_AFTER_WRITE_MIN_MS};
 pub use types::{Batch, BatchResponse, Entry, NodeId, Proposal, StorageError, TypeConfig};

@@ -78,10 +78,15 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, LogError> + S
     tokio::task::spawn_blocking(f).await.map_err(|e| LogError::Task(e.to_string()))?
 }
 
+/// Memory redb may use to cache the log database's pages (reads and the write buffer
+/// together; redb's default is 1 GiB). Replication reads the newest entries, which this holds
+/// many of; older ones come from the OS page cache.
+pub const LOG_CACHE_BYTES: usize = 64 * 1024 * 1024;
+
 impl LogStore {
     /// Opens (or creates) the log database at `path`.
     pub fn open(path: &Path) -> Result<Self, redb::Error> {
-        let db = Database::create(path)?;
+        let db = Database::builder().set_cache_size(LOG_CACHE_BYTES).create(path)?;
         // Create the tables up front so that readers never see "table does not exist".
         let txn = db.begin_write()?;
         txn.open_table(LOG)?;

@@ -13,7 +13,7 @@ mod snapshot;
 mod tables;
 mod tweets;
 
-pub use snapshot::StateDigest;
+pub use snapshot::{StateDigest, SNAPSHOT_IO_BUFFER_BYTES, SNAPSHOT_ROW_BYTES_MAX};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -117,6 +117,12 @@ pub struct StateMachine {
 /// on the leader's critical path (docs/BENCHMARKS.md, "Where the time goes").
 pub const STATE_DURABLE_INTERVAL_MS: u64 = 1_000;
 
+/// Memory redb may use to cache the state database's pages, reads and the write buffer
+/// together (its default is 1 GiB). With [`snapshot::SNAPSHOT_IO_BUFFER_BYTES`] this bounds
+/// what a node holds for its state whatever the state's size: a snapshot build reads through
+/// it, an install writes through it. Pages beyond it are read from the OS page cache.
+pub const STATE_CACHE_BYTES: usize = 256 * 1024 * 1024;
+
 impl StateMachine {
     /// Snapshots installed from a leader since the state was opened.
     pub fn snapshots_installed(&self) -> u64 {
@@ -131,7 +137,7 @@ impl StateMachine {
     /// [`StateMachine::open`], with deliberate bugs for the fault simulation.
     pub fn open_with(dir: &Path, inject: Inject) -> Result<Self, SmError> {
         std::fs::create_dir_all(dir).map_err(|e| SmError::Snapshot(format!("create {}: {e}", dir.display())))?;
-        let db = Database::create(dir.join("state.redb"))?;
+        let db = Database::builder().set_cache_size(STATE_CACHE_BYTES).create(dir.join("state.redb"))?;
         let txn = db.begin_write()?;
         Tables::open(&txn)?;
         txn.open_table(SM_META)?;

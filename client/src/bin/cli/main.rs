@@ -10,6 +10,9 @@
 //! error saying the outcome is unknown: check (`check NAME`, `login`, `timeline`) before running
 //! them again.
 //!
+//! `import FILE.jsonl` brings existing accounts in with `importAccounts` (see `import.rs`):
+//! packed calls, a few in flight over the nodes, a progress bar, safe to run again.
+//!
 //! Output is a short human summary by default. With `--json`, stdout gets one JSON document per
 //! result (the GraphQL `data`, e.g. `{"usernameAvailability": {...}}`; `buy` adds
 //! `"idempotencyKey"`; `watch-sale` prints one document per update), and a failure prints
