@@ -29,7 +29,7 @@ async fn cli(args: Vec<String>) -> (bool, Value, String) {
 async fn cli_import_brings_accounts_in_that_sign_in_on_every_node() {
     let cluster = TestCluster::start(3);
     cluster.wait_ready(READY_TIMEOUT).await;
-    let client = Client::new(&cluster.urls()).expect("client");
+    let client = Client::new(cluster.urls()).expect("client");
     let admin =
         RegisterInput { username: "importer".into(), password: "importer password".into(), ..Default::default() };
     let admin = client.register(0, &admin).await.expect("admin").token;

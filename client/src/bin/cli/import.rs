@@ -93,7 +93,12 @@ fn count_accounts(path: &Path) -> Result<u64, CliError> {
 fn progress_bar(total: u64) -> ProgressBar {
     let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
     bar.set_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} accounts  {per_sec}  eta {eta}  {msg}")
+        ProgressStyle::with_template("{bar:30} {human_pos}/{human_len} accounts  {rate}  eta {eta}  {msg}")
+            .map(|style| {
+                style.with_key("rate", |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                    let _ = write!(w, "{:.0} accounts/s", state.per_sec());
+                })
+            })
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     bar
