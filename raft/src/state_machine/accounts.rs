@@ -99,22 +99,37 @@ pub(crate) fn register(t: &mut Tables, now: i64, a: NewAccount) -> Result<Respon
     }
     let id = t.counter(tables::COUNTER_NEXT_USER_ID)?.max(1);
     t.set_counter(tables::COUNTER_NEXT_USER_ID, id + 1)?;
+    // The first account a cluster ever registers administers it.
+    let role = if id == 1 { Role::Admin } else { Role::User };
+    let fields = (a.username, a.canonical, a.display_name, a.email);
+    Ok(Response::User(create_account(t, id, fields, &a.password_hash, role, now)?))
+}
+
+/// Stores a new account under `id` with its password hash, and makes it own its canonical
+/// name. The caller has checked the claim and issued the id.
+fn create_account(
+    t: &mut Tables,
+    id: u64,
+    (username, canonical, display_name, email): (String, String, String, Option<String>),
+    password_hash: &str,
+    role: Role,
+    created_at_ms: i64,
+) -> Result<User, SmError> {
     let user = User {
         id,
-        username: a.username,
-        canonical: a.canonical,
-        display_name: a.display_name,
-        email: a.email,
+        username,
+        canonical,
+        display_name,
+        email,
         bio: String::new(),
         avatar_url: None,
-        // The first account a cluster ever registers administers it.
-        role: if id == 1 { Role::Admin } else { Role::User },
-        created_at_ms: now,
+        role,
+        created_at_ms,
     };
     put_json(&mut t.users, &id_key(id), &user)?;
-    t.credentials.insert(id_key(id).as_slice(), a.password_hash.as_bytes())?;
+    t.credentials.insert(id_key(id).as_slice(), password_hash.as_bytes())?;
     put_json(&mut t.names, user.canonical.as_bytes(), &NameRecord::Owned { user_id: id })?;
-    Ok(Response::User(user))
+    Ok(user)
 }
 
 /// Admin commands check the actor's role again at apply: the schema's guard is a fast path.
@@ -148,22 +163,9 @@ pub(crate) fn import_accounts(
             skipped.push(SkippedAccount { position, username: a.username, code: e.code, reason: e.message });
             continue;
         }
-        let id = next_id;
+        let fields = (a.username, a.canonical, a.display_name, a.email);
+        create_account(t, next_id, fields, &a.password_hash, Role::User, a.created_at_ms.min(now))?;
         next_id += 1;
-        let user = User {
-            id,
-            username: a.username,
-            canonical: a.canonical,
-            display_name: a.display_name,
-            email: a.email,
-            bio: String::new(),
-            avatar_url: None,
-            role: Role::User,
-            created_at_ms: a.created_at_ms.min(now),
-        };
-        put_json(&mut t.users, &id_key(id), &user)?;
-        t.credentials.insert(id_key(id).as_slice(), a.password_hash.as_bytes())?;
-        put_json(&mut t.names, user.canonical.as_bytes(), &NameRecord::Owned { user_id: id })?;
         imported += 1;
     }
     t.set_counter(tables::COUNTER_NEXT_USER_ID, next_id)?;
