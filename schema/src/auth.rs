@@ -35,8 +35,8 @@ pub const PASSWORD_HASH_PASSES_MAX: u32 = 10;
 /// Most lanes an imported hash may ask for.
 pub const PASSWORD_HASH_LANES_MAX: u32 = 8;
 /// Most work (memory in KiB times passes) an imported hash may ask of a `login`: three passes
-/// over 64 MiB, about ten times our own hash's cost. Every OWASP-recommended argon2id setting
-/// is within it.
+/// over 64 MiB, about five times our own hash's cost (m=19456 KiB, t=2). Every
+/// OWASP-recommended argon2id setting is within it.
 pub const PASSWORD_HASH_WORK_KIB_MAX: u64 = 3 * 64 * 1024;
 
 /// Checks a password hash brought in by `importAccounts`: an argon2id PHC string of version 19

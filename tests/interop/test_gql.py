@@ -217,7 +217,7 @@ def test_cors_for_a_web_app_on_another_origin(cluster):
 
 def test_accounts_hashed_by_argon2_cffi_import_and_sign_in(cluster):
     # Why: users come from systems this project did not write. argon2-cffi (PyPI) is what Python
-    # services (Django's Argon2PasswordHasher among them) store hashes with; its default
+    # services (Django's Argon2PasswordHasher underneath its prefix) hash with; its default
     # parameters and RFC 9106's low-memory ones must import through gql, with its default
     # schema validation, and sign in with the old passwords on another node.
     from argon2 import PasswordHasher

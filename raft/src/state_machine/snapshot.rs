@@ -62,6 +62,11 @@ struct CurrentFile {
     data: String,
 }
 
+/// A data file name no other snapshot file has.
+fn new_data_name() -> String {
+    format!("{DATA_PREFIX}{}{DATA_SUFFIX}", unique_stamp())
+}
+
 /// A name no other snapshot file of this process or an earlier one has.
 fn unique_stamp() -> String {
     static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -86,6 +91,29 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), SmError> {
         sync_dir(dir)?;
     }
     Ok(())
+}
+
+/// A new data file in `dir` filled by `fill` through a [`SNAPSHOT_IO_BUFFER_BYTES`] buffer and
+/// fsynced: its name and path. Not yet named by `snapshot.meta`.
+fn write_data_file(
+    dir: &Path,
+    fill: impl FnOnce(&mut BufWriter<fs::File>) -> Result<(), SmError>,
+) -> Result<(String, PathBuf), SmError> {
+    let name = new_data_name();
+    let path = dir.join(&name);
+    let file = fs::File::create(&path).map_err(|e| snap_err("create snapshot file", e))?;
+    let mut out = BufWriter::with_capacity(SNAPSHOT_IO_BUFFER_BYTES, file);
+    fill(&mut out)?;
+    let file = out.into_inner().map_err(|e| snap_err("write snapshot file", e.error()))?;
+    file.sync_all().map_err(|e| snap_err("sync snapshot file", e))?;
+    Ok((name, path))
+}
+
+/// Names `data` (a file in `dir`) as the current snapshot with `meta`, by rename.
+fn write_meta(dir: &Path, meta: &SnapshotMeta, data: &str) -> Result<(), SmError> {
+    sync_dir(dir)?;
+    let record = CurrentFile { meta: meta.clone(), data: data.to_string() };
+    write_atomically(&dir.join(META_FILE), &serde_json::to_vec(&record)?)
 }
 
 /// Writes every state table of `txn` to `out` in the snapshot format.
@@ -252,15 +280,7 @@ impl StateMachine {
             };
             (last, membership)
         };
-        let name = format!("{DATA_PREFIX}{}{DATA_SUFFIX}", unique_stamp());
-        let path = self.dir.join(&name);
-        {
-            let file = fs::File::create(&path).map_err(|e| snap_err("create snapshot file", e))?;
-            let mut out = BufWriter::with_capacity(SNAPSHOT_IO_BUFFER_BYTES, file);
-            encode_tables(&txn, &mut out)?;
-            let file = out.into_inner().map_err(|e| snap_err("write snapshot file", e.error()))?;
-            file.sync_all().map_err(|e| snap_err("sync snapshot file", e))?;
-        }
+        let (name, path) = write_data_file(&self.dir, |out| encode_tables(&txn, out))?;
         drop(txn);
         let stamp = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -274,7 +294,7 @@ impl StateMachine {
         // Opened before it may be made current: if a newer snapshot was installed meanwhile,
         // this one is still returned to openraft, from a file nobody names any more.
         let data = fs::File::open(&path).map_err(|e| snap_err("open snapshot file", e))?;
-        let _guard = self.snapshot_file.lock().map_err(|_| SmError::Snapshot("snapshot lock poisoned".into()))?;
+        let _guard = self.lock_snapshot_file()?;
         if !self.make_current(&meta, &name)? {
             let _ = fs::remove_file(&path);
         }
@@ -292,9 +312,7 @@ impl StateMachine {
                 return Ok(false);
             }
         }
-        sync_dir(&self.dir)?;
-        let record = CurrentFile { meta: meta.clone(), data: name.to_string() };
-        write_atomically(&self.dir.join(META_FILE), &serde_json::to_vec(&record)?)?;
+        write_meta(&self.dir, meta, name)?;
         if let Some((_, old)) = before {
             if old.file_name().is_some_and(|n| n != name) {
                 let _ = fs::remove_file(old);
@@ -332,16 +350,10 @@ impl StateMachine {
         let mut meta = Vec::new();
         r.part(&mut meta)?;
         let meta: SnapshotMeta = serde_json::from_slice(&meta)?;
-        let name = format!("{DATA_PREFIX}{}{DATA_SUFFIX}", unique_stamp());
-        let path = self.dir.join(&name);
-        let out = fs::File::create(&path).map_err(|e| snap_err("create snapshot file", e))?;
-        let mut out = BufWriter::with_capacity(SNAPSHOT_IO_BUFFER_BYTES, out);
-        std::io::copy(&mut r.inner, &mut out).map_err(|e| snap_err("convert legacy snapshot", e))?;
-        let out = out.into_inner().map_err(|e| snap_err("write snapshot file", e.error()))?;
-        out.sync_all().map_err(|e| snap_err("sync snapshot file", e))?;
-        sync_dir(&self.dir)?;
-        let record = CurrentFile { meta: meta.clone(), data: name };
-        write_atomically(&self.dir.join(META_FILE), &serde_json::to_vec(&record)?)?;
+        let (name, path) = write_data_file(&self.dir, |out| {
+            std::io::copy(&mut r.inner, out).map(drop).map_err(|e| snap_err("convert legacy snapshot", e))
+        })?;
+        write_meta(&self.dir, &meta, &name)?;
         let _ = fs::remove_file(&legacy);
         Ok(Some((meta, path)))
     }
@@ -349,7 +361,7 @@ impl StateMachine {
     /// Removes what a crash can leave behind: snapshots half received, data files no meta
     /// names, the temporary meta. Called at open, before anything else touches the files.
     pub(super) fn clean_snapshot_dir(&self) -> Result<(), SmError> {
-        let _guard = self.snapshot_file.lock().map_err(|_| SmError::Snapshot("snapshot lock poisoned".into()))?;
+        let _guard = self.lock_snapshot_file()?;
         let current = self.read_current()?.map(|(_, path)| path);
         let entries = fs::read_dir(&self.dir).map_err(|e| snap_err("list state directory", e))?;
         for entry in entries.flatten() {
@@ -364,8 +376,13 @@ impl StateMachine {
         Ok(())
     }
 
+    /// The guard every reader and writer of the snapshot files holds.
+    fn lock_snapshot_file(&self) -> Result<std::sync::MutexGuard<'_, ()>, SmError> {
+        self.snapshot_file.lock().map_err(|_| SmError::Snapshot("snapshot lock poisoned".into()))
+    }
+
     pub(super) fn current_snapshot_blocking(&self) -> Result<Option<Snapshot>, SmError> {
-        let _guard = self.snapshot_file.lock().map_err(|_| SmError::Snapshot("snapshot lock poisoned".into()))?;
+        let _guard = self.lock_snapshot_file()?;
         let Some((meta, path)) = self.read_current()? else { return Ok(None) };
         let data = fs::File::open(&path).map_err(|e| snap_err("open snapshot file", e))?;
         Ok(Some(Snapshot { meta, snapshot: Box::new(tokio::fs::File::from_std(data)) }))
@@ -415,20 +432,24 @@ impl StateMachine {
         txn.commit()?;
         // The received file becomes the current snapshot, renamed where it is; a file whose path
         // was lost is copied (through a bounded buffer) instead.
-        let name = format!("{DATA_PREFIX}{}{DATA_SUFFIX}", unique_stamp());
-        let path = self.dir.join(&name);
-        match self.take_receiving_path(&data) {
-            Some(received) => fs::rename(&received, &path).map_err(|e| snap_err("keep received snapshot", e))?,
+        let (name, path) = match self.take_receiving_path(&data) {
+            Some(received) => {
+                let name = new_data_name();
+                let path = self.dir.join(&name);
+                fs::rename(&received, &path).map_err(|e| snap_err("keep received snapshot", e))?;
+                (name, path)
+            }
             None => {
                 data.seek(SeekFrom::Start(0)).map_err(|e| snap_err("rewind received snapshot", e))?;
-                let mut out = fs::File::create(&path).map_err(|e| snap_err("create snapshot file", e))?;
-                std::io::copy(&mut BufReader::with_capacity(SNAPSHOT_IO_BUFFER_BYTES, &data), &mut out)
-                    .map_err(|e| snap_err("keep received snapshot", e))?;
-                out.sync_all().map_err(|e| snap_err("sync snapshot file", e))?;
+                write_data_file(&self.dir, |out| {
+                    std::io::copy(&mut BufReader::with_capacity(SNAPSHOT_IO_BUFFER_BYTES, &data), out)
+                        .map(drop)
+                        .map_err(|e| snap_err("keep received snapshot", e))
+                })?
             }
-        }
+        };
         {
-            let _guard = self.snapshot_file.lock().map_err(|_| SmError::Snapshot("snapshot lock poisoned".into()))?;
+            let _guard = self.lock_snapshot_file()?;
             if !self.make_current(meta, &name)? {
                 let _ = fs::remove_file(&path);
             }
@@ -458,6 +479,12 @@ mod tests {
         }
         txn.commit().expect("commit");
         sm
+    }
+
+    /// The current snapshot's meta and data file.
+    fn current(sm: &StateMachine) -> (SnapshotMeta, PathBuf) {
+        let _g = sm.lock_snapshot_file().expect("lock");
+        sm.read_current().expect("current").expect("a current snapshot")
     }
 
     fn files(dir: &Path) -> Vec<String> {
@@ -522,10 +549,7 @@ mod tests {
         let before = follower.digest().expect("digest");
         // Phase 1: truncated, or declaring a row longer than any real one: refused, the state
         // as it was.
-        let (_, path) = {
-            let _g = leader.snapshot_file.lock().expect("lock");
-            leader.read_current().expect("current").expect("some")
-        };
+        let (_, path) = current(&leader);
         let bytes = fs::read(&path).expect("read");
         let mut huge = bytes[..MAGIC.len()].to_vec();
         huge.extend_from_slice(&u32::MAX.to_be_bytes());
@@ -548,10 +572,7 @@ mod tests {
         let a = tempfile::tempdir().expect("dir");
         let sm = filled(a.path(), 100);
         let snapshot = sm.build_snapshot_blocking().expect("build");
-        let (meta, path) = {
-            let _g = sm.snapshot_file.lock().expect("lock");
-            sm.read_current().expect("current").expect("some")
-        };
+        let (meta, path) = current(&sm);
         // The old layout: meta length, meta JSON, data, in `snapshot.bin`.
         let meta_json = serde_json::to_vec(&meta).expect("json");
         let mut legacy = (meta_json.len() as u32).to_be_bytes().to_vec();
