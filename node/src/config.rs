@@ -128,6 +128,13 @@ pub struct Config {
     /// Kubernetes StatefulSet names its pods; overrides --id.
     #[arg(long, env = "NODE_ID_FROM_HOSTNAME", default_value_t = false)]
     pub id_from_hostname: bool,
+    /// Seed a new --data-dir from this backup (`cli backup --out FILE`) before starting: the
+    /// state as the backup holds it, with --peers (or this node alone) as the members. Refuses a
+    /// data dir that holds another node's state; starting again with the same flag starts the
+    /// node. With several --peers, give it to the lowest id only: the others start empty and
+    /// receive the state from it.
+    #[arg(long, env = "NODE_RESTORE", conflicts_with = "join")]
+    pub restore: Option<PathBuf>,
     /// Do not serve: GET /health of the node at --listen and exit 0 if it answers 200, 1
     /// otherwise. For container health checks: the image has no shell and no curl.
     #[arg(long)]
@@ -206,6 +213,14 @@ impl Config {
                 _ => {}
             }
         }
+        if self.restore.is_some() && peers.keys().next() != Some(&self.id) {
+            return Err(format!(
+                "--restore seeds the lowest id of --peers ({}), not {}: start the others empty and they receive the \
+                 state from it",
+                peers.keys().next().copied().unwrap_or_default(),
+                self.id
+            ));
+        }
         if self.username_cooldown_secs < 0 {
             return Err(format!("--username-cooldown-secs must be >= 0, got {}", self.username_cooldown_secs));
         }
@@ -265,6 +280,15 @@ mod tests {
         assert!(parse(&["--id", "4", "--peers", peers]).validate().unwrap_err().contains("must include"));
         assert!(parse(&["--peers", "x=a:1"]).validate().unwrap_err().contains("not a number"));
         assert!(parse(&["--heartbeat-ms", "600"]).validate().unwrap_err().contains("election"));
+        // A restore seeds the lowest id; a second seeded member could disagree with it.
+        let secrets = ["--cluster-secret", "0123456789abcdef", "--jwt-secret", "0123456789abcdef"];
+        let restore = |id: &'static str| -> Vec<&'static str> {
+            [&["--id", id, "--peers", peers, "--restore", "b.bin"][..], &secrets[..]].concat()
+        };
+        parse(&restore("1")).validate().expect("the lowest id restores");
+        assert!(parse(&restore("2")).validate().unwrap_err().contains("lowest id"));
+        let both = Config::try_parse_from(["node", "--restore", "b.bin", "--join", "a:1"]);
+        assert!(both.is_err(), "--restore and --join conflict");
     }
 
     // StatefulSet pods are named <set>-<ordinal> from 0; ids start at 1.

@@ -54,6 +54,10 @@ pub struct AppState {
     pub limiter: Arc<Limiter>,
     /// Open GraphQL WebSockets, in all and per client.
     pub sockets: Arc<crate::ws::Sockets>,
+    /// Verifies the bearer tokens of routes outside GraphQL (`/backup`).
+    pub tokens: schema::TokenVerifier,
+    /// Backups this node may stream at once ([`BACKUPS_AT_ONCE_MAX`]).
+    pub backups: Arc<tokio::sync::Semaphore>,
     /// Turns true when the node starts draining. axum's graceful shutdown does not track
     /// upgraded connections, so subscriber sockets watch this to close themselves.
     pub draining: tokio::sync::watch::Receiver<bool>,
@@ -79,6 +83,7 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(|| async { "ok" }))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
+        .route("/backup", get(backup))
         .merge(raft)
         // A span per HTTP request (method, path, status, latency at debug level), the parent of
         // the GraphQL execution's spans and the store's propose and read-index spans.
@@ -463,6 +468,97 @@ async fn ready(State(state): State<AppState>) -> (StatusCode, String) {
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     state.metrics.set_limits(state.limiter.refused(), state.sockets.count());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render(&state.store).await)
+}
+
+/// Backups one node streams at once. Each holds a read transaction (redb keeps the pages it
+/// reads until it ends) and a blocking thread for as long as its client takes to download.
+pub const BACKUPS_AT_ONCE_MAX: usize = 2;
+/// The retry hint of a backup refused because [`BACKUPS_AT_ONCE_MAX`] are streaming.
+const BACKUP_BUSY_RETRY_MS: u64 = 5_000;
+
+/// An error of a route outside GraphQL, in GraphQL's shape (`{"errors": [{"message",
+/// "extensions": {"code"}}]}`) with the status its code calls for, so clients read it as they
+/// read any other error.
+fn coded_error(error: async_graphql::Error) -> Response {
+    let error = error.into_server_error(Default::default());
+    let code = error
+        .extensions
+        .as_ref()
+        .and_then(|e| e.get("code"))
+        .and_then(|v| match v {
+            async_graphql::Value::String(s) => Some(s.clone()),
+            _ => None,
+        })
+        .unwrap_or_default();
+    let retry_after_ms = error.extensions.as_ref().and_then(|e| e.get("retryAfterMs")).and_then(|v| match v {
+        async_graphql::Value::Number(n) => n.as_u64(),
+        _ => None,
+    });
+    let status = match code.as_str() {
+        schema::error::code::UNAUTHENTICATED => StatusCode::UNAUTHORIZED,
+        schema::error::code::FORBIDDEN => StatusCode::FORBIDDEN,
+        schema::error::code::RATE_LIMITED => StatusCode::TOO_MANY_REQUESTS,
+        schema::error::code::UNAVAILABLE => StatusCode::SERVICE_UNAVAILABLE,
+        schema::error::code::INVALID_INPUT => StatusCode::BAD_REQUEST,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    let body = serde_json::to_vec(&async_graphql::Response::from_errors(vec![error])).unwrap_or_default();
+    let mut response = (status, [(header::CONTENT_TYPE, "application/json")], body).into_response();
+    if let Some(ms) = retry_after_ms {
+        if let Ok(v) = header::HeaderValue::from_str(&ms.div_ceil(1000).max(1).to_string()) {
+            response.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+    }
+    response
+}
+
+/// `GET /backup` (ADMIN bearer token): a consistent backup of the whole state, streamed as it is
+/// read (see `raft::Backup`), at least as new as every write acknowledged before the request.
+/// Headers name what it holds: `x-raftgraph-applied-index`, `x-raftgraph-rows`.
+async fn backup(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    let client = ClientKey::of(peer.ip());
+    if let Err(e) = state.limiter.charge(client, schema::limits::COST_SEARCH) {
+        return coded_error(schema::limits::rate_limited(format!("too many requests; retry in {e} ms"), e));
+    }
+    let token = bearer(&headers).0;
+    let admin = match state.tokens.admin(&state.store, token.as_deref()).await {
+        Ok(user) => user,
+        Err(e) => return coded_error(e),
+    };
+    let Ok(permit) = state.backups.clone().try_acquire_owned() else {
+        let message =
+            format!("{BACKUPS_AT_ONCE_MAX} backups are streaming from this node; retry later or ask another node");
+        let error =
+            raft::StoreError::Unavailable { message, retry_after_ms: BACKUP_BUSY_RETRY_MS, outcome_unknown: false };
+        return coded_error(schema::error::store(error));
+    };
+    let backup = match state.store.backup().await {
+        Ok(b) => b,
+        Err(e) => return coded_error(schema::error::store(e)),
+    };
+    let head = backup.head.clone();
+    tracing::info!(user = admin.id, index = head.last_applied.index, rows = head.rows, "backup started");
+    let chunks = futures::stream::unfold((backup.chunks, permit), |(mut rx, permit)| async move {
+        rx.recv().await.map(|chunk| (chunk, (rx, permit)))
+    });
+    let mut response = Response::new(axum::body::Body::from_stream(chunks));
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/octet-stream"));
+    let index = head.last_applied.index;
+    for (name, value) in [
+        (header::CONTENT_DISPOSITION, format!("attachment; filename=\"raftgraph-backup-{index}.bin\"")),
+        (header::HeaderName::from_static("x-raftgraph-applied-index"), index.to_string()),
+        (header::HeaderName::from_static("x-raftgraph-rows"), head.rows.to_string()),
+    ] {
+        if let Ok(v) = header::HeaderValue::from_str(&value) {
+            h.insert(name, v);
+        }
+    }
+    response
 }
 
 /// `/raft/{rpc}`: the signature is checked from the headers before any of the body is read

@@ -170,6 +170,21 @@ where
     std::fs::create_dir_all(&config.data_dir).with_context(|| format!("create {}", config.data_dir.display()))?;
     let (cluster_secret, jwt_secret) = load_secrets(&config)?;
 
+    if let Some(backup) = &config.restore {
+        let restored = raft::restore_backup(backup, &config.data_dir, config.id, &peers)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))
+            .with_context(|| format!("--restore {}", backup.display()))?;
+        let head = &restored.head;
+        if restored.already {
+            tracing::info!(backup = %backup.display(), index = head.last_applied.index,
+                "this data dir already holds this backup: starting");
+        } else {
+            tracing::info!(backup = %backup.display(), index = head.last_applied.index, rows = head.rows,
+                sha256 = %restored.sha256, elapsed_ms = restored.elapsed.as_millis() as u64,
+                members = ?peers, "restored the backup");
+        }
+    }
     let store_config = config.store_config();
     let transport = transport(cluster_secret.clone())?;
     let store = Store::open(store_config, transport).await.map_err(|e| anyhow::anyhow!("open store: {e}"))?;
@@ -201,6 +216,8 @@ where
         peer_auth: Arc::new(raft::PeerAuth::new(cluster_secret.as_bytes(), config.id)),
         limiter,
         sockets: ws::Sockets::new(config.ws_sockets_per_client),
+        tokens: schema::TokenVerifier::new(jwt_secret.as_bytes()),
+        backups: Arc::new(tokio::sync::Semaphore::new(http::BACKUPS_AT_ONCE_MAX)),
         draining: drain_rx,
     };
 

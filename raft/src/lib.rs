@@ -23,10 +23,12 @@
 //! - `peer_auth`: HMAC signatures of node-to-node requests (the secret never travels).
 //! - `log_store`: the Raft log in its own redb file (`RaftLogStorage`).
 //! - `state_machine`: apply, reads and snapshots over the state redb file (`RaftStateMachine`).
+//! - `backup`: a consistent backup streamed from a running node; restoring a new data dir.
 //! - `stages`: per-stage latency histograms of the write and read paths (exported as metrics).
 //! - `clock`: the wall clock, read in one place.
 //! - `inject`: bugs the fault simulation can switch on to prove its checker finds them.
 
+mod backup;
 mod clock;
 mod cluster;
 mod command;
@@ -46,6 +48,7 @@ mod state_machine;
 mod store;
 mod types;
 
+pub use backup::{restore_backup, Backup, RestoreOutcome, BACKUP_CHUNKS_IN_FLIGHT, BACKUP_CHUNK_BYTES, RESTORED_FILE};
 pub use clock::now_ms;
 pub use cluster::{
     ClusterStatus, JoinOutcome, MemberStatus, Phase, Readiness, READY_APPLY_LAG_MAX, READY_PROBE_TIMEOUT_MS,
@@ -70,8 +73,8 @@ pub use peer_auth::{AuthError, PeerAuth, SignedBody, PEER_CLOCK_SKEW_MAX_MS, PEE
 pub use proposer::{COMMAND_BYTES_MAX, PROPOSAL_BATCHES_IN_FLIGHT_MAX, PROPOSAL_BATCH_BYTES_MAX, PROPOSAL_BATCH_MAX};
 pub use stages::{Histogram, HistogramSnapshot, Stages, BUCKET_BOUNDS_US};
 pub use state_machine::{
-    ReadView, SmError, StateDigest, StateMachine, SNAPSHOT_IO_BUFFER_BYTES, SNAPSHOT_ROW_BYTES_MAX, STATE_CACHE_BYTES,
-    STATE_DURABLE_INTERVAL_MS,
+    BackupHead, ReadView, SmError, StateDigest, StateMachine, BACKUP_DIGEST_BYTES, BACKUP_MAGIC,
+    SNAPSHOT_IO_BUFFER_BYTES, SNAPSHOT_ROW_BYTES_MAX, STATE_CACHE_BYTES, STATE_DURABLE_INTERVAL_MS,
 };
 pub use store::{Consistency, Read, Store, StoreStats, Written, APPLY_WAIT_AFTER_WRITE_MIN_MS};
 pub use types::{Batch, BatchResponse, Entry, NodeId, Proposal, StorageError, TypeConfig};

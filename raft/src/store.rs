@@ -156,6 +156,10 @@ impl Store {
         &self.inner.rounds
     }
 
+    pub(crate) fn state_machine(&self) -> &StateMachine {
+        &self.inner.sm
+    }
+
     pub(crate) fn log(&self) -> &LogStore {
         &self.inner.log
     }

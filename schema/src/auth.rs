@@ -133,14 +133,7 @@ impl Auth {
 
     /// The user id a token names and when it expires (ms since the epoch).
     pub fn verify_claims(&self, token: &str) -> Result<(u64, i64), Error> {
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &Validation::new(Algorithm::HS256))
-            .map_err(|e| api_error(code::UNAUTHENTICATED, format!("invalid bearer token: {e}")))?;
-        let id = data
-            .claims
-            .sub
-            .parse()
-            .map_err(|_| api_error(code::UNAUTHENTICATED, "invalid bearer token: bad subject"))?;
-        Ok((id, data.claims.exp.saturating_mul(1000)))
+        decode_claims(&self.decoding, token)
     }
 
     /// An argon2id PHC string for `password`, hashed for `client`.
@@ -229,6 +222,48 @@ fn hash_blocking(password: &str) -> Result<String, String> {
         .hash_password(password.as_bytes())
         .map(|h| h.to_string())
         .map_err(|e| format!("hash password: {e}"))
+}
+
+/// The user id and expiry (ms since the epoch) of a token signed with `key`.
+fn decode_claims(key: &DecodingKey, token: &str) -> Result<(u64, i64), Error> {
+    let data = jsonwebtoken::decode::<Claims>(token, key, &Validation::new(Algorithm::HS256))
+        .map_err(|e| api_error(code::UNAUTHENTICATED, format!("invalid bearer token: {e}")))?;
+    let id =
+        data.claims.sub.parse().map_err(|_| api_error(code::UNAUTHENTICATED, "invalid bearer token: bad subject"))?;
+    Ok((id, data.claims.exp.saturating_mul(1000)))
+}
+
+/// Checks bearer tokens outside GraphQL (the node's `GET /backup`), by the same keys and rules
+/// as the schema: a valid, unexpired token of an account that exists.
+#[derive(Clone)]
+pub struct TokenVerifier {
+    decoding: DecodingKey,
+}
+
+impl TokenVerifier {
+    /// A verifier of tokens signed with `secret` (the node's `--jwt-secret`).
+    pub fn new(secret: &[u8]) -> Self {
+        TokenVerifier { decoding: DecodingKey::from_secret(secret) }
+    }
+
+    /// The ADMIN account `token` belongs to: UNAUTHENTICATED without a valid token, FORBIDDEN
+    /// for another role. Read as `viewer` reads it (locally, then confirmed with the leader when
+    /// this node has not applied the account yet).
+    pub async fn admin(&self, store: &raft::Store, token: Option<&str>) -> Result<User, Error> {
+        let token =
+            token.ok_or_else(|| api_error(code::UNAUTHENTICATED, "sign in: send Authorization: Bearer <token>"))?;
+        let (id, _) = decode_claims(&self.decoding, token)?;
+        for consistency in [Consistency::Local, Consistency::Linearizable] {
+            let read = store.read(consistency, |v| v.user(id)).await.map_err(crate::error::store)?;
+            if let Some(user) = read.value {
+                if user.role != Role::Admin {
+                    return Err(api_error(code::FORBIDDEN, "this needs the ADMIN role"));
+                }
+                return Ok(user);
+            }
+        }
+        Err(api_error(code::UNAUTHENTICATED, "the account of this token no longer exists"))
+    }
 }
 
 /// The signed-in user of a request, or UNAUTHENTICATED.

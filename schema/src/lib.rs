@@ -38,7 +38,7 @@ use chrono::{DateTime, Utc};
 use raft::Store;
 use rand::RngCore;
 
-pub use auth::{Auth, BearerToken};
+pub use auth::{Auth, BearerToken, TokenVerifier};
 pub use limits::{ClientKey, Limiter};
 
 /// Deepest query accepted (selection nesting).

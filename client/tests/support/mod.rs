@@ -47,6 +47,12 @@ impl TestCluster {
     /// Starts `n` nodes. Listeners are bound before any node starts, so every peer address is
     /// known and no port can be taken in between.
     pub fn start(n: u64) -> TestCluster {
+        Self::start_with(n, |_| {})
+    }
+
+    /// [`TestCluster::start`], with each node's configuration changed by `customize` last (to
+    /// give a node `--restore`, or a data dir of the test's own).
+    pub fn start_with(n: u64, customize: impl Fn(&mut node::Config)) -> TestCluster {
         let dir = tempfile::tempdir().expect("temp dir");
         let listeners: Vec<std::net::TcpListener> =
             (0..n).map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind")).collect();
@@ -71,6 +77,7 @@ impl TestCluster {
                 config.rate_limit_per_sec = 0;
                 config.ws_sockets_per_client = 0;
                 config.reservations_per_client_per_hour = 0;
+                customize(&mut config);
                 spawn_node(id, *addr, config, listener)
             })
             .collect();

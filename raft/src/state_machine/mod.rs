@@ -6,6 +6,7 @@
 //! twice nor lost. Apply reads nothing but the entry and redb: no clock, no randomness, no network.
 
 mod accounts;
+mod backup;
 mod chats;
 mod feed;
 mod sales;
@@ -13,6 +14,8 @@ mod snapshot;
 mod tables;
 mod tweets;
 
+pub(crate) use backup::read_head_of;
+pub use backup::{BackupHead, BACKUP_DIGEST_BYTES, BACKUP_MAGIC};
 pub use snapshot::{StateDigest, SNAPSHOT_IO_BUFFER_BYTES, SNAPSHOT_ROW_BYTES_MAX};
 
 use std::path::{Path, PathBuf};

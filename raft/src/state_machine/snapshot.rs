@@ -95,7 +95,7 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), SmError> {
 
 /// A new data file in `dir` filled by `fill` through a [`SNAPSHOT_IO_BUFFER_BYTES`] buffer and
 /// fsynced: its name and path. Not yet named by `snapshot.meta`.
-fn write_data_file(
+pub(super) fn write_data_file(
     dir: &Path,
     fill: impl FnOnce(&mut BufWriter<fs::File>) -> Result<(), SmError>,
 ) -> Result<(String, PathBuf), SmError> {
@@ -110,14 +110,14 @@ fn write_data_file(
 }
 
 /// Names `data` (a file in `dir`) as the current snapshot with `meta`, by rename.
-fn write_meta(dir: &Path, meta: &SnapshotMeta, data: &str) -> Result<(), SmError> {
+pub(super) fn write_meta(dir: &Path, meta: &SnapshotMeta, data: &str) -> Result<(), SmError> {
     sync_dir(dir)?;
     let record = CurrentFile { meta: meta.clone(), data: data.to_string() };
     write_atomically(&dir.join(META_FILE), &serde_json::to_vec(&record)?)
 }
 
 /// Writes every state table of `txn` to `out` in the snapshot format.
-fn encode_tables(txn: &redb::ReadTransaction, out: &mut impl Write) -> Result<(), SmError> {
+pub(super) fn encode_tables(txn: &redb::ReadTransaction, out: &mut impl Write) -> Result<(), SmError> {
     let io = |e: std::io::Error| snap_err("write snapshot", e);
     out.write_all(MAGIC).map_err(io)?;
     for def in STATE_TABLES {
@@ -139,12 +139,12 @@ fn encode_tables(txn: &redb::ReadTransaction, out: &mut impl Write) -> Result<()
 
 /// Reads snapshot bytes, reporting truncation and absurd lengths instead of panicking or
 /// allocating them.
-struct Reader<R> {
-    inner: R,
+pub(super) struct Reader<R> {
+    pub(super) inner: R,
 }
 
 impl<R: Read> Reader<R> {
-    fn exact(&mut self, buf: &mut [u8]) -> Result<(), SmError> {
+    pub(super) fn exact(&mut self, buf: &mut [u8]) -> Result<(), SmError> {
         self.inner.read_exact(buf).map_err(|e| match e.kind() {
             std::io::ErrorKind::UnexpectedEof => {
                 SmError::Snapshot(format!("truncated: wanted {} more bytes", buf.len()))
@@ -152,7 +152,7 @@ impl<R: Read> Reader<R> {
             _ => snap_err("read snapshot", e),
         })
     }
-    fn u32(&mut self) -> Result<usize, SmError> {
+    pub(super) fn u32(&mut self) -> Result<usize, SmError> {
         let mut b = [0u8; 4];
         self.exact(&mut b)?;
         Ok(u32::from_be_bytes(b) as usize)
@@ -163,7 +163,7 @@ impl<R: Read> Reader<R> {
         Ok(u64::from_be_bytes(b))
     }
     /// A length-prefixed part into `buf` (reused row to row).
-    fn part(&mut self, buf: &mut Vec<u8>) -> Result<(), SmError> {
+    pub(super) fn part(&mut self, buf: &mut Vec<u8>) -> Result<(), SmError> {
         let n = self.u32()?;
         if n > SNAPSHOT_ROW_BYTES_MAX {
             return Err(SmError::Snapshot(format!("a row part of {n} bytes, over {SNAPSHOT_ROW_BYTES_MAX}: corrupt")));
@@ -171,7 +171,7 @@ impl<R: Read> Reader<R> {
         buf.resize(n, 0);
         self.exact(buf)
     }
-    fn at_end(&mut self) -> Result<bool, SmError> {
+    pub(super) fn at_end(&mut self) -> Result<bool, SmError> {
         let mut b = [0u8; 1];
         match self.inner.read(&mut b) {
             Ok(0) => Ok(true),
@@ -186,6 +186,16 @@ impl<R: Read> Reader<R> {
 /// error leaves `txn` to be dropped, which changes nothing.
 fn decode_into(input: impl Read, txn: &redb::WriteTransaction) -> Result<u64, SmError> {
     let mut r = Reader { inner: input };
+    let rows = decode_tables(&mut r, txn)?;
+    if !r.at_end()? {
+        return Err(SmError::Snapshot("trailing bytes after the last table".into()));
+    }
+    Ok(rows)
+}
+
+/// [`decode_into`] without the check that nothing follows: reads exactly the snapshot's bytes
+/// (a backup carries its digest after them). The rows read.
+pub(super) fn decode_tables(r: &mut Reader<impl Read>, txn: &redb::WriteTransaction) -> Result<u64, SmError> {
     let mut magic = vec![0u8; MAGIC.len()];
     r.exact(&mut magic)?;
     if magic != MAGIC {
@@ -211,9 +221,6 @@ fn decode_into(input: impl Read, txn: &redb::WriteTransaction) -> Result<u64, Sm
             table.insert(k.as_slice(), v.as_slice())?;
         }
         rows += count;
-    }
-    if !r.at_end()? {
-        return Err(SmError::Snapshot("trailing bytes after the last table".into()));
     }
     Ok(rows)
 }
@@ -305,7 +312,7 @@ impl StateMachine {
     /// is newer (an install and a build can finish in either order; the newer must stay), and
     /// removes the data file it replaces. Whether it became current. The guard of
     /// `snapshot_file` must be held.
-    fn make_current(&self, meta: &SnapshotMeta, name: &str) -> Result<bool, SmError> {
+    pub(super) fn make_current(&self, meta: &SnapshotMeta, name: &str) -> Result<bool, SmError> {
         let before = self.read_current()?;
         if let Some((current, _)) = &before {
             if current.last_log_id > meta.last_log_id {
@@ -377,7 +384,7 @@ impl StateMachine {
     }
 
     /// The guard every reader and writer of the snapshot files holds.
-    fn lock_snapshot_file(&self) -> Result<std::sync::MutexGuard<'_, ()>, SmError> {
+    pub(super) fn lock_snapshot_file(&self) -> Result<std::sync::MutexGuard<'_, ()>, SmError> {
         self.snapshot_file.lock().map_err(|_| SmError::Snapshot("snapshot lock poisoned".into()))
     }
 

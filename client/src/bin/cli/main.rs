@@ -10,6 +10,9 @@
 //! error saying the outcome is unknown: check (`check NAME`, `login`, `timeline`) before running
 //! them again.
 //!
+//! `backup --out FILE` saves a consistent backup of the whole state (see `backup.rs`), for
+//! `node --restore FILE`.
+//!
 //! `import FILE.jsonl` brings existing accounts in with `importAccounts` (see `import.rs`):
 //! packed calls, a few in flight over the nodes, a progress bar, safe to run again.
 //!
@@ -27,6 +30,7 @@
 //! reserve bob` through one node and then `cli --session s --nodes <another> check bob --local`
 //! is answered from a state that includes the reservation.
 
+mod backup;
 mod import;
 
 use std::process::ExitCode;
@@ -185,6 +189,13 @@ enum Command {
         /// Write every skipped account to this file, one JSON object per line.
         #[arg(long = "skipped")]
         skipped_out: Option<std::path::PathBuf>,
+    },
+    /// Save a consistent backup of the whole state (ADMIN token) to FILE, from the first of
+    /// --nodes that serves one. Restore it with `node --restore FILE --data-dir NEW_DIR`.
+    Backup {
+        /// Where to write the backup (written as FILE.partial, renamed once complete and checked).
+        #[arg(long)]
+        out: std::path::PathBuf,
     },
     /// The cluster as the answering node sees it.
     Cluster,
@@ -373,6 +384,10 @@ async fn run_command(client: &Client, cli: Cli) -> Result<(), CliError> {
         Command::Import { file, parallel, skipped_out } => {
             let args = import::ImportArgs { file, parallel, skipped_out, json: cli.json };
             return import::run(client, cli.nodes.len(), args).await;
+        }
+        Command::Backup { out } => {
+            let args = backup::BackupArgs { nodes: cli.nodes, token: cli.token, out, json: cli.json };
+            return backup::run(args).await;
         }
         Command::Cluster => (Kind::Cluster, data_of("cluster", client.cluster(0).await?)?),
         Command::Schema => {
