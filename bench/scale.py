@@ -12,7 +12,9 @@ Measured, in one run:
 - a snapshot built on the leader: its time, its file's size, and the leader's RSS growth
   while it was built (sampled every 20 ms);
 - a fourth node joining with --join: the time until its /ready answers 200, and its peak RSS
-  (the log is kept short, --logs-kept-after-snapshot 10, so it must install the snapshot).
+  (the log is kept short, --logs-kept-after-snapshot 10, so it must install the snapshot);
+- `cli backup` from a follower: its time, size and that node's RSS growth; then `node --restore`
+  of it into a new one-node cluster: the time until its /ready answers 200, and its peak RSS.
 One JSON object goes to bench/results/scale-<time>.json, a summary to stdout. Every node is
 killed at the end. Figures are for this shared 2-core machine: ratios within the run are what
 carry over.
@@ -31,6 +33,7 @@ import urllib.request
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 NODE = os.environ.get("NODE_BIN", os.path.join(ROOT, "target", "release", "node"))
 LOADGEN = os.path.join(ROOT, "target", "release", "loadgen")
+CLI = os.path.join(ROOT, "target", "release", "cli")
 BASE_PORT = int(os.environ.get("BASE_PORT", "18500"))
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
 MEASURE_S = 5
@@ -72,7 +75,8 @@ def gql(i, query, variables=None, token=None):
 
 
 def status(i):
-    return gql(i, "{ cluster { nodeId leaderId lastApplied snapshotIndex snapshotsInstalled } }")["data"]["cluster"]
+    return gql(i, "{ cluster { nodeId leaderId lastApplied snapshotIndex snapshotsInstalled phase "
+                  "snapshotBytesReceived snapshotBytesTotal } }")["data"]["cluster"]
 
 
 def rss_kib(i, field="VmRSS"):
@@ -152,12 +156,48 @@ def main():
     # A fourth node joins.
     t0 = time.time()
     start(4, ["--join", f"127.0.0.1:{BASE_PORT + 1}", "--advertise", f"127.0.0.1:{BASE_PORT + 4}"])
+    progress = []  # (seconds, phase, bytes received, total) as node 4 reports them while joining
     while not ready(4):
         assert time.time() - t0 < 900, f"node 4 not ready within 15 minutes; logs in {work}"
-        time.sleep(0.1)
+        try:
+            st = status(4)
+            if st["snapshotBytesReceived"] is not None:
+                progress.append((round(time.time() - t0, 1), st["phase"], st["snapshotBytesReceived"],
+                                 st["snapshotBytesTotal"]))
+        except (OSError, KeyError, TypeError):
+            pass
+        time.sleep(0.2)
     s4 = status(4)
     result["join"] = {"ready_s": time.time() - t0, "peak_rss_mib": rss_kib(4, "VmHWM") / 1024,
-                      "snapshots_installed": s4["snapshotsInstalled"], "disk_bytes": du(os.path.join(work, "d4"))}
+                      "snapshots_installed": s4["snapshotsInstalled"], "disk_bytes": du(os.path.join(work, "d4")),
+                      "progress_seen": progress[:: max(1, len(progress) // 10)] + progress[-1:]}
+
+    # A backup from a follower, then a restore of it into a new one-node cluster (node 5).
+    follower = next(i for i in (1, 2, 3) if i != leader)
+    backup = os.path.join(work, "cluster.backup")
+    before = rss_kib(follower)
+    t0 = time.time()
+    cli = subprocess.Popen([CLI, "--nodes", url(follower), "--token", token, "--json", "backup", "--out", backup],
+                           stdout=subprocess.PIPE, text=True)
+    peak = before
+    while cli.poll() is None:
+        peak = max(peak, rss_kib(follower))
+        time.sleep(0.02)
+    took = time.time() - t0
+    summary = json.loads(cli.stdout.read())
+    assert cli.returncode == 0, summary
+    result["backup"] = {"s": took, "bytes": summary["bytes"], "rows": summary["rows"],
+                        "node_rss_growth_mib": (peak - before) / 1024}
+    for i in (4,):
+        procs[i].send_signal(signal.SIGKILL)  # room on the two cores for the restore
+        procs[i].wait()
+    t0 = time.time()
+    start(5, ["--restore", backup])
+    while not ready(5):
+        assert time.time() - t0 < 900, f"node 5 not ready within 15 minutes; logs in {work}"
+        time.sleep(0.1)
+    result["restore"] = {"ready_s": time.time() - t0, "peak_rss_mib": rss_kib(5, "VmHWM") / 1024,
+                         "disk_bytes": du(os.path.join(work, "d5"))}
 
     os.makedirs(os.path.join(ROOT, "bench", "results"), exist_ok=True)
     out = os.path.join(ROOT, "bench", "results", time.strftime("scale-%Y%m%dT%H%M%SZ.json", time.gmtime()))
@@ -177,6 +217,14 @@ def main():
     j = result["join"]
     print(f"join              ready in {j['ready_s']:.1f} s, peak RSS {j['peak_rss_mib']:.0f} MiB, "
           f"{j['snapshots_installed']} snapshot(s) installed")
+    for sec, phase, got, total in j["progress_seen"]:
+        print(f"  joining at {sec:>5.1f} s  {phase:<11} snapshot {got / 2**20:.0f} of "
+              f"{(total or 0) / 2**20:.0f} MiB received")
+    b, r = result["backup"], result["restore"]
+    print(f"backup            {b['s']:.1f} s, {b['bytes'] / 2**20:.0f} MiB, {b['rows']:,} rows, "
+          f"node RSS +{b['node_rss_growth_mib']:.0f} MiB while streaming")
+    print(f"restore           one node ready in {r['ready_s']:.1f} s, peak RSS {r['peak_rss_mib']:.0f} MiB, "
+          f"{r['disk_bytes'] / 2**20:.0f} MiB on disk")
     print(f"raw               {out}")
 
 

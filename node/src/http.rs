@@ -452,10 +452,14 @@ async fn sdl(State(state): State<AppState>) -> Response {
 /// phase (`raft::Phase`) and the progress either way. What a load balancer should probe.
 async fn ready(State(state): State<AppState>) -> (StatusCode, String) {
     let r = state.store.readiness().await;
-    let progress = match (r.leader_committed, r.entries_behind) {
+    let mut progress = match (r.leader_committed, r.entries_behind) {
         (Some(c), Some(b)) => format!("applied {} of the leader's committed {c} ({b} behind)", r.applied),
         _ => format!("applied {}", r.applied),
     };
+    if let Some(p) = state.store.cluster_status().snapshot_receiving {
+        let total = p.total_bytes.map_or_else(|| "?".to_string(), |t| t.to_string());
+        progress.push_str(&format!("; receiving snapshot {}: {} of {total} bytes", p.snapshot_id, p.received_bytes));
+    }
     let why = match r.phase {
         raft::Phase::Ready => return (StatusCode::OK, format!("READY: {progress}\n")),
         raft::Phase::NotMember => "this node is not (yet) a member of the cluster",

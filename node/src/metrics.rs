@@ -28,6 +28,8 @@ pub struct Metrics {
     read_rounds: IntGauge,
     ready: IntGauge,
     entries_behind: IntGauge,
+    snapshot_received: IntGauge,
+    snapshot_total: IntGauge,
     /// The serving side's request stages (the store's come from the store at render time).
     request_stages: Arc<RequestStages>,
 }
@@ -62,6 +64,14 @@ impl Metrics {
             "raft_entries_behind",
             "Committed entries (at the leader) not yet applied here; -1 when the leader does not answer",
         )?;
+        let snapshot_received = IntGauge::new(
+            "raft_snapshot_receiving_bytes",
+            "Bytes received so far of the snapshot this node is installing from its leader; 0 when none",
+        )?;
+        let snapshot_total = IntGauge::new(
+            "raft_snapshot_receiving_total_bytes",
+            "Size of the snapshot this node is receiving; 0 when none (or the leader did not say)",
+        )?;
         let batches = IntGauge::new("raft_proposal_batches_total", "Log entries proposed by this node's batcher")?;
         let commands = IntGauge::new("raft_proposed_commands_total", "Commands inside those entries")?;
         let read_rounds =
@@ -78,6 +88,8 @@ impl Metrics {
             Box::new(is_leader.clone()),
             Box::new(ready.clone()),
             Box::new(entries_behind.clone()),
+            Box::new(snapshot_received.clone()),
+            Box::new(snapshot_total.clone()),
             Box::new(batches.clone()),
             Box::new(commands.clone()),
             Box::new(read_rounds.clone()),
@@ -97,6 +109,8 @@ impl Metrics {
             is_leader,
             ready,
             entries_behind,
+            snapshot_received,
+            snapshot_total,
             batches,
             commands,
             read_rounds,
@@ -126,6 +140,9 @@ impl Metrics {
         self.last_log_index.set(s.last_log_index as i64);
         self.applied_index.set(s.last_applied as i64);
         self.is_leader.set(i64::from(s.leader_id == Some(s.node_id)));
+        let receiving = s.snapshot_receiving.as_ref();
+        self.snapshot_received.set(receiving.map_or(0, |p| p.received_bytes as i64));
+        self.snapshot_total.set(receiving.and_then(|p| p.total_bytes).map_or(0, |t| t as i64));
         let r = store.readiness().await;
         self.ready.set(i64::from(r.phase == raft::Phase::Ready));
         self.entries_behind.set(r.entries_behind.map_or(-1, |b| b as i64));

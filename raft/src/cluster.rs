@@ -63,6 +63,8 @@ pub struct ClusterStatus {
     pub snapshot_index: Option<u64>,
     /// Snapshots it installed from a leader since it started.
     pub snapshots_installed: u64,
+    /// The snapshot it is receiving from the leader, if any: bytes so far of the total.
+    pub snapshot_receiving: Option<crate::state_machine::SnapshotProgress>,
     /// The members.
     pub members: Vec<MemberStatus>,
 }
@@ -96,6 +98,7 @@ pub(crate) fn status(router: &Router, sm: &StateMachine) -> ClusterStatus {
         last_applied: m.last_applied.map_or(0, |l| l.index),
         snapshot_index: m.snapshot.map(|l| l.index),
         snapshots_installed: sm.snapshots_installed(),
+        snapshot_receiving: sm.receiving_progress(),
         members,
     }
 }

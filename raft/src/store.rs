@@ -108,7 +108,7 @@ impl Store {
             .map_err(|e| StoreError::internal(format!("open raft log: {e}")))?
             .with_stages(stages.clone());
         let sm = StateMachine::open_with(&config.data_dir.join("state"), config.inject)?.with_stages(stages.clone());
-        let network = Network::new(transport.clone()).with_stages(stages.clone());
+        let network = Network::new(transport.clone()).with_stages(stages.clone()).with_snapshot_sizes(sm.clone());
         let raft = Raft::new(config.id, Arc::new(raft_config), network, log.clone(), sm.clone())
             .await
             .map_err(|e| StoreError::internal(format!("start raft: {e}")))?;

@@ -51,6 +51,11 @@ pub struct Cluster {
     /// Committed entries (at the leader) it has still to apply; null when the leader does not
     /// answer.
     pub entries_behind: Option<u64>,
+    /// Bytes received so far of the snapshot it is installing from the leader; null when it is
+    /// receiving none.
+    pub snapshot_bytes_received: Option<u64>,
+    /// That snapshot's size in bytes; null when it is receiving none (or the leader did not say).
+    pub snapshot_bytes_total: Option<u64>,
 }
 
 /// Where a node stands on its way to serving (`raft::Phase`).
@@ -101,6 +106,8 @@ impl Cluster {
             snapshots_installed: s.snapshots_installed,
             phase: r.phase.into(),
             entries_behind: r.entries_behind,
+            snapshot_bytes_received: s.snapshot_receiving.as_ref().map(|p| p.received_bytes),
+            snapshot_bytes_total: s.snapshot_receiving.and_then(|p| p.total_bytes),
         }
     }
 }

@@ -279,14 +279,18 @@ struct ChunkHead {
     meta: crate::types::SnapshotMeta,
     offset: u64,
     done: bool,
+    /// The whole snapshot's size in bytes, when the sender knows it (older nodes send none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    total: Option<u64>,
 }
 
 /// A snapshot chunk as one body: the head's length (u32, big-endian), the head as JSON, then the
 /// chunk's bytes as they are. JSON would spell each byte as a number (about 3.6 bytes each).
 pub(crate) fn encode_snapshot_chunk(
     req: &openraft::raft::InstallSnapshotRequest<crate::TypeConfig>,
+    total: Option<u64>,
 ) -> Result<Vec<u8>, String> {
-    let head = ChunkHead { vote: req.vote, meta: req.meta.clone(), offset: req.offset, done: req.done };
+    let head = ChunkHead { vote: req.vote, meta: req.meta.clone(), offset: req.offset, done: req.done, total };
     let head = serde_json::to_vec(&head).map_err(|e| e.to_string())?;
     let mut body = Vec::with_capacity(4 + head.len() + req.data.len());
     body.extend_from_slice(&(head.len() as u32).to_be_bytes());
@@ -295,19 +299,53 @@ pub(crate) fn encode_snapshot_chunk(
     Ok(body)
 }
 
-/// The inverse of [`encode_snapshot_chunk`].
+/// The inverse of [`encode_snapshot_chunk`]: the request and the snapshot's total size.
+#[allow(clippy::type_complexity)]
 pub(crate) fn decode_snapshot_chunk(
     body: &[u8],
-) -> Result<openraft::raft::InstallSnapshotRequest<crate::TypeConfig>, String> {
+) -> Result<(openraft::raft::InstallSnapshotRequest<crate::TypeConfig>, Option<u64>), String> {
     let (len, rest) = body.split_at_checked(4).ok_or("snapshot chunk: no head length")?;
     let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
     let (head, data) = rest.split_at_checked(len).ok_or("snapshot chunk: truncated head")?;
     let head: ChunkHead = serde_json::from_slice(head).map_err(|e| format!("snapshot chunk head: {e}"))?;
-    Ok(openraft::raft::InstallSnapshotRequest {
+    let req = openraft::raft::InstallSnapshotRequest {
         vote: head.vote,
         meta: head.meta,
         offset: head.offset,
         data: data.to_vec(),
         done: head.done,
-    })
+    };
+    Ok((req, head.total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunk(done: bool) -> openraft::raft::InstallSnapshotRequest<crate::TypeConfig> {
+        openraft::raft::InstallSnapshotRequest {
+            vote: openraft::Vote::new(3, 1),
+            meta: crate::types::SnapshotMeta { snapshot_id: "3-1-99-7".into(), ..Default::default() },
+            offset: 4096,
+            data: vec![0, 1, 2, 255],
+            done,
+        }
+    }
+
+    // A follower reports "bytes received of total" from what each chunk says; a chunk from a
+    // node that does not send the total still decodes.
+    #[test]
+    fn a_snapshot_chunk_carries_its_bytes_raw_and_the_total_when_known() {
+        let body = encode_snapshot_chunk(&chunk(false), Some(1 << 20)).expect("encode");
+        let (back, total) = decode_snapshot_chunk(&body).expect("decode");
+        assert_eq!(
+            (back.offset, back.data.as_slice(), back.done, total),
+            (4096, &[0u8, 1, 2, 255][..], false, Some(1 << 20))
+        );
+        assert_eq!(back.meta.snapshot_id, "3-1-99-7");
+        let (_, total) =
+            decode_snapshot_chunk(&encode_snapshot_chunk(&chunk(true), None).expect("encode")).expect("decode");
+        assert_eq!(total, None);
+        assert!(decode_snapshot_chunk(&body[..body.len().min(10)]).is_err());
+    }
 }

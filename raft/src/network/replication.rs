@@ -17,6 +17,7 @@ use serde::Serialize;
 
 use super::{call_encoded, Rpc, Transport, TransportError, APPEND_BYTES_MAX};
 use crate::stages::Stages;
+use crate::state_machine::StateMachine;
 use crate::types::{encoded_len, NodeId, TypeConfig};
 
 /// Creates one [`Connection`] per target; openraft keeps it for the replication stream.
@@ -24,17 +25,26 @@ use crate::types::{encoded_len, NodeId, TypeConfig};
 pub struct Network {
     transport: Arc<dyn Transport>,
     stages: Arc<Stages>,
+    /// Where the current snapshot's size is found, to tell a follower how much it will receive.
+    snapshots: Option<StateMachine>,
 }
 
 impl Network {
     /// A network over `transport`.
     pub fn new(transport: Arc<dyn Transport>) -> Self {
-        Network { transport, stages: Arc::default() }
+        Network { transport, stages: Arc::default(), snapshots: None }
     }
 
     /// Records replication round trips into `stages` (shared with the rest of the store).
     pub fn with_stages(mut self, stages: Arc<Stages>) -> Self {
         self.stages = stages;
+        self
+    }
+
+    /// Sends each snapshot chunk with the snapshot's total size, read from `sm`'s current
+    /// snapshot, so a catching-up follower can report how far it has got.
+    pub fn with_snapshot_sizes(mut self, sm: StateMachine) -> Self {
+        self.snapshots = Some(sm);
         self
     }
 }
@@ -43,7 +53,13 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = Connection;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Self::Network {
-        Connection { transport: self.transport.clone(), stages: self.stages.clone(), target, addr: node.addr.clone() }
+        Connection {
+            transport: self.transport.clone(),
+            stages: self.stages.clone(),
+            snapshots: self.snapshots.clone(),
+            target,
+            addr: node.addr.clone(),
+        }
     }
 }
 
@@ -51,6 +67,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 pub struct Connection {
     transport: Arc<dyn Transport>,
     stages: Arc<Stages>,
+    snapshots: Option<StateMachine>,
     target: NodeId,
     addr: String,
 }
@@ -121,7 +138,14 @@ impl RaftNetwork<TypeConfig> for Connection {
         option: RPCOption,
     ) -> Result<InstallSnapshotResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>>
     {
-        let body = super::encode_snapshot_chunk(&rpc)
+        let total = match &self.snapshots {
+            Some(sm) => {
+                let (sm, id) = (sm.clone(), rpc.meta.snapshot_id.clone());
+                tokio::task::spawn_blocking(move || sm.snapshot_len(&id)).await.ok().flatten()
+            }
+            None => None,
+        };
+        let body = super::encode_snapshot_chunk(&rpc, total)
             .map_err(|e| RPCError::Network(NetworkError::new(&openraft::AnyError::error(e))))?;
         self.rpc_encoded(Rpc::Snapshot, body, &option, 1).await
     }
@@ -203,8 +227,13 @@ mod tests {
     #[tokio::test]
     async fn oversized_appends_come_back_as_payload_too_large() {
         let transport = Arc::new(TooLarge(Default::default()));
-        let mut conn =
-            Connection { transport: transport.clone(), stages: Arc::default(), target: 2, addr: "peer:1".into() };
+        let mut conn = Connection {
+            transport: transport.clone(),
+            stages: Arc::default(),
+            snapshots: None,
+            target: 2,
+            addr: "peer:1".into(),
+        };
         let option = RPCOption::new(Duration::from_millis(100));
         // Phase 1: five entries of a little over 1 MiB: three fit in 4 MiB, and nothing is sent.
         let big: Vec<Entry> = (1..=5).map(|i| entry(i, 1024 * 1024 + 100)).collect();

@@ -40,7 +40,15 @@ pub(crate) async fn serve(store: &Store, rpc: Rpc, body: &[u8]) -> Result<Vec<u8
     match rpc {
         Rpc::Append => encode(&raft.append_entries(decode(body)?).await),
         Rpc::Vote => encode(&raft.vote(decode(body)?).await),
-        Rpc::Snapshot => encode(&raft.install_snapshot(super::decode_snapshot_chunk(body)?).await),
+        Rpc::Snapshot => {
+            let (chunk, total) = super::decode_snapshot_chunk(body)?;
+            let progress = (chunk.meta.snapshot_id.clone(), chunk.offset + chunk.data.len() as u64, total, chunk.done);
+            let answer = raft.install_snapshot(chunk).await;
+            if answer.is_ok() {
+                store.state_machine().note_receiving(progress.0, progress.1, progress.2, progress.3);
+            }
+            encode(&answer)
+        }
         Rpc::Forward => encode(&accept_forwarded(store, decode(body)?).await),
         Rpc::ReadIndex => {
             let index: Result<u64, ForwardError> = match router.leader() {

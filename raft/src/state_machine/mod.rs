@@ -96,6 +96,8 @@ pub struct StateMachine {
     installed: Arc<std::sync::atomic::AtomicU64>,
     /// Files snapshots from the leader are being received into, oldest first (see snapshot.rs).
     receiving: Arc<std::sync::Mutex<Vec<PathBuf>>>,
+    /// How far the snapshot arriving from the leader has got (see [`SnapshotProgress`]).
+    progress: Arc<std::sync::Mutex<Option<SnapshotProgress>>>,
     /// Apply timings, shared with the rest of the store.
     stages: Arc<Stages>,
     /// When the state was last made durable (fsynced). Held by an apply through its commit and
@@ -126,7 +128,36 @@ pub const STATE_DURABLE_INTERVAL_MS: u64 = 1_000;
 /// it, an install writes through it. Pages beyond it are read from the OS page cache.
 pub const STATE_CACHE_BYTES: usize = 256 * 1024 * 1024;
 
+/// A snapshot arriving from the leader: the bytes received so far of its total.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SnapshotProgress {
+    /// The snapshot's id (its term, leader, index and build time).
+    pub snapshot_id: String,
+    /// Bytes received and written so far.
+    pub received_bytes: u64,
+    /// The snapshot's size, when the leader said (nodes of this version do).
+    pub total_bytes: Option<u64>,
+}
+
 impl StateMachine {
+    /// Records a snapshot chunk accepted from the leader; the last one (`done`) ends the
+    /// transfer, and the progress is cleared.
+    pub(crate) fn note_receiving(
+        &self,
+        snapshot_id: String,
+        received_bytes: u64,
+        total_bytes: Option<u64>,
+        done: bool,
+    ) {
+        let mut progress = self.progress.lock().unwrap_or_else(|p| p.into_inner());
+        *progress = (!done).then_some(SnapshotProgress { snapshot_id, received_bytes, total_bytes });
+    }
+
+    /// The snapshot being received from the leader, if one is.
+    pub fn receiving_progress(&self) -> Option<SnapshotProgress> {
+        self.progress.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     /// Snapshots installed from a leader since the state was opened.
     pub fn snapshots_installed(&self) -> u64 {
         self.installed.load(std::sync::atomic::Ordering::Relaxed)
@@ -154,6 +185,7 @@ impl StateMachine {
             snapshot_file: Arc::new(std::sync::Mutex::new(())),
             installed: Arc::new(std::sync::atomic::AtomicU64::new(0)),
             receiving: Arc::default(),
+            progress: Arc::default(),
             stages: Arc::default(),
             durable: Arc::new(std::sync::Mutex::new(std::time::Instant::now())),
         };

@@ -388,6 +388,13 @@ impl StateMachine {
         self.snapshot_file.lock().map_err(|_| SmError::Snapshot("snapshot lock poisoned".into()))
     }
 
+    /// The size of the current snapshot's data file, if its id is `snapshot_id` (blocking).
+    pub(crate) fn snapshot_len(&self, snapshot_id: &str) -> Option<u64> {
+        let _guard = self.lock_snapshot_file().ok()?;
+        let (meta, path) = self.read_current().ok()??;
+        (meta.snapshot_id == snapshot_id).then(|| fs::metadata(path).ok().map(|m| m.len())).flatten()
+    }
+
     pub(super) fn current_snapshot_blocking(&self) -> Result<Option<Snapshot>, SmError> {
         let _guard = self.lock_snapshot_file()?;
         let Some((meta, path)) = self.read_current()? else { return Ok(None) };
