@@ -115,11 +115,14 @@ pub const READY_PROBE_TIMEOUT_MS: u64 = 1_000;
 /// Where a node stands on its way to serving.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum Phase {
-    /// Its membership does not name it (a joiner not yet added, or a removed node).
+    /// Its membership does not name it and no snapshot is arriving (a joiner not yet added, or a
+    /// removed node).
     NotMember,
     /// A member that knows no leader, or cannot reach the one it knows.
     NoLeader,
-    /// A member with a leader, more than [`READY_APPLY_LAG_MAX`] committed entries behind it.
+    /// A member with a leader, more than [`READY_APPLY_LAG_MAX`] committed entries behind it; or a
+    /// joiner receiving its first snapshot (its membership arrives inside that snapshot, so until
+    /// it is installed the node cannot see itself named).
     CatchingUp,
     /// A member with a leader, caught up to within [`READY_APPLY_LAG_MAX`] entries.
     Ready,
@@ -154,7 +157,7 @@ pub struct Readiness {
 /// its own: a follower's own committed index only covers the log it holds, so a node that has
 /// received nothing yet (or is installing a snapshot) would look caught up. Asking costs one
 /// read-index round (shared with concurrent reads), bounded by [`READY_PROBE_TIMEOUT_MS`].
-pub(crate) async fn readiness(router: &Router, rounds: &Arc<SharedRounds<Router>>) -> Readiness {
+pub(crate) async fn readiness(router: &Router, rounds: &Arc<SharedRounds<Router>>, sm: &StateMachine) -> Readiness {
     let (member, leader, applied) = {
         let m = router.raft().metrics();
         let m = m.borrow();
@@ -163,7 +166,9 @@ pub(crate) async fn readiness(router: &Router, rounds: &Arc<SharedRounds<Router>
     };
     let not = |phase| Readiness { phase, applied, leader_committed: None, entries_behind: None };
     if !member {
-        return not(Phase::NotMember);
+        // A leader is streaming a snapshot here: this node was added and is on its way.
+        let joining = sm.receiving_progress().is_some();
+        return not(if joining { Phase::CatchingUp } else { Phase::NotMember });
     }
     if leader.is_none() {
         return not(Phase::NoLeader);

@@ -331,7 +331,7 @@ impl Store {
     /// to within [`cluster::READY_APPLY_LAG_MAX`] entries of the leader's committed index; else
     /// the phase it is in and how far it has to go (see `cluster::readiness`).
     pub async fn readiness(&self) -> Readiness {
-        cluster::readiness(&self.inner.router, &self.inner.rounds).await
+        cluster::readiness(&self.inner.router, &self.inner.rounds, self.state_machine()).await
     }
 
     /// Forms the initial cluster, or rejoins it (see `cluster::bootstrap`): on a fresh data

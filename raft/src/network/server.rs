@@ -42,10 +42,15 @@ pub(crate) async fn serve(store: &Store, rpc: Rpc, body: &[u8]) -> Result<Vec<u8
         Rpc::Vote => encode(&raft.vote(decode(body)?).await),
         Rpc::Snapshot => {
             let (chunk, total) = super::decode_snapshot_chunk(body)?;
-            let progress = (chunk.meta.snapshot_id.clone(), chunk.offset + chunk.data.len() as u64, total, chunk.done);
+            // Noted as it arrives, so the last chunk's bytes show while the snapshot installs;
+            // cleared once the last chunk is answered, installed or not (a leader starts over).
+            let sm = store.state_machine();
+            let (id, received, done) =
+                (chunk.meta.snapshot_id.clone(), chunk.offset + chunk.data.len() as u64, chunk.done);
+            sm.note_receiving(id.clone(), received, total, false);
             let answer = raft.install_snapshot(chunk).await;
-            if answer.is_ok() {
-                store.state_machine().note_receiving(progress.0, progress.1, progress.2, progress.3);
+            if done {
+                sm.note_receiving(id, received, total, true);
             }
             encode(&answer)
         }
