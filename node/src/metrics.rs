@@ -18,6 +18,7 @@ pub struct Metrics {
     latency: HistogramVec,
     rate_limited: IntCounter,
     ws_sockets: IntGauge,
+    topics_watched: IntGauge,
     term: IntGauge,
     last_log_index: IntGauge,
     committed_index: IntGauge,
@@ -54,6 +55,8 @@ impl Metrics {
         )?;
         let rate_limited = IntCounter::new("rate_limited_total", "Requests refused by the per-client rate limit")?;
         let ws_sockets = IntGauge::new("ws_sockets_open", "GraphQL WebSockets open on this node")?;
+        let topics_watched =
+            IntGauge::new("subscription_topics_watched", "Topics at least one subscription on this node follows")?;
         let term = IntGauge::new("raft_term", "Current Raft term")?;
         let last_log_index = IntGauge::new("raft_last_log_index", "Last index in this node's log")?;
         let applied_index = IntGauge::new("raft_applied_index", "Last index applied to this node's state")?;
@@ -81,6 +84,7 @@ impl Metrics {
             Box::new(latency.clone()),
             Box::new(rate_limited.clone()),
             Box::new(ws_sockets.clone()),
+            Box::new(topics_watched.clone()),
             Box::new(term.clone()),
             Box::new(last_log_index.clone()),
             Box::new(applied_index.clone()),
@@ -102,6 +106,7 @@ impl Metrics {
             latency,
             rate_limited,
             ws_sockets,
+            topics_watched,
             term,
             last_log_index,
             committed_index,
@@ -135,6 +140,7 @@ impl Metrics {
     /// The text exposition, with Raft gauges read fresh from the store.
     pub async fn render(&self, store: &Store) -> String {
         self.committed_index.set(store.committed_index().await as i64);
+        self.topics_watched.set(store.watched_topics() as i64);
         let s = store.cluster_status();
         self.term.set(s.term as i64);
         self.last_log_index.set(s.last_log_index as i64);

@@ -73,8 +73,9 @@ pub use peer_auth::{AuthError, PeerAuth, SignedBody, PEER_CLOCK_SKEW_MAX_MS, PEE
 pub use proposer::{COMMAND_BYTES_MAX, PROPOSAL_BATCHES_IN_FLIGHT_MAX, PROPOSAL_BATCH_BYTES_MAX, PROPOSAL_BATCH_MAX};
 pub use stages::{Histogram, HistogramSnapshot, Stages, BUCKET_BOUNDS_US};
 pub use state_machine::{
-    BackupHead, ReadView, SmError, SnapshotProgress, StateDigest, StateMachine, BACKUP_DIGEST_BYTES, BACKUP_MAGIC,
-    SNAPSHOT_IO_BUFFER_BYTES, SNAPSHOT_ROW_BYTES_MAX, STATE_CACHE_BYTES, STATE_DURABLE_INTERVAL_MS,
+    BackupHead, ReadView, SmError, SnapshotProgress, StateDigest, StateMachine, TopicWatch, BACKUP_DIGEST_BYTES,
+    BACKUP_MAGIC, SNAPSHOT_IO_BUFFER_BYTES, SNAPSHOT_ROW_BYTES_MAX, STATE_CACHE_BYTES, STATE_DURABLE_INTERVAL_MS,
+    TOPIC_RECENT_EVENTS_MAX,
 };
 pub use store::{Consistency, Read, Store, StoreStats, Written, APPLY_WAIT_AFTER_WRITE_MIN_MS};
 pub use types::{Batch, BatchResponse, Entry, NodeId, Proposal, StorageError, TypeConfig};

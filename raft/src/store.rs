@@ -139,6 +139,17 @@ impl Store {
         self.inner.sm.event_seq()
     }
 
+    /// Watches one topic for subscribers: woken by that topic's events only, with its recent
+    /// events shared by all its watchers (see `state_machine::hub`).
+    pub fn watch_topic(&self, topic: &str) -> crate::TopicWatch {
+        self.inner.sm.watch_topic(topic)
+    }
+
+    /// Topics some subscription on this node watches now.
+    pub fn watched_topics(&self) -> usize {
+        self.inner.sm.watched_topics()
+    }
+
     /// A watch of the applied log index.
     pub fn applied_index(&self) -> watch::Receiver<u64> {
         self.inner.sm.applied_index()

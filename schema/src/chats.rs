@@ -311,7 +311,7 @@ impl ChatSubscription {
         let (me, expires_at_ms): (User, i64) = crate::auth::viewer_session(ctx).await?;
         let chat_id = parse_id("chatId", &chat_id)?;
         let handle: Store = ctx.data::<ApiContext>()?.store.clone();
-        let seq_rx = feed::watch_events(&handle);
+        let watch = feed::watch_topic(&handle, &chat_topic(chat_id));
         let read = handle
             .read(StoreConsistency::Linearizable, |v| {
                 Ok((chat_for(v, chat_id, me.id)?, (v.topic_pruned(&chat_topic(chat_id))?, v.event_window()?.1)))
@@ -326,11 +326,10 @@ impl ChatSubscription {
         let viewer_id = me.id;
         let follow = feed::follow(Follow {
             store: handle,
-            seq_rx,
-            topic: chat_topic(chat_id),
+            watch,
             after: after_index.unwrap_or(last),
             reread: "messages",
-            guard: move |v: &ReadView| Ok(chat_for(v, chat_id, viewer_id)?.map(|_| ())),
+            guard: Some(Box::new(move |v: &ReadView| Ok(chat_for(v, chat_id, viewer_id)?.map(|_| ())))),
             ticks_ms: Vec::new(),
             keep: None,
             session: Some(feed::Session { user_id: viewer_id, expires_at_ms }),

@@ -1,9 +1,14 @@
-//! The one subscribe-and-replay loop every subscription uses (`saleUpdates`, `chatMessages`).
+//! The one subscribe-and-replay loop every subscription uses (`saleUpdates`, `chatMessages`,
+//! `timelineUpdates`).
 //!
-//! A subscription holds no queue. It keeps a cursor (the last event number it delivered), reads
-//! its topic's events after the cursor from redb, yields them, and sleeps on the store's watch of
-//! the newest event number. Apply only bumps that watch, so a slow subscriber never slows apply
-//! and never grows memory: it just reads later. If it falls so far behind that its cursor leaves
+//! A subscription holds no queue. It keeps a cursor (the last event number it delivered), takes
+//! its topic's events after the cursor, yields them, and sleeps on its topic's watch
+//! (`raft::TopicWatch`): only an event of its own topic wakes it. The events come from the
+//! topic's ring of recent events, shared by all of the topic's subscribers on this node, or from
+//! redb when the cursor is older than the ring (a replay after `afterIndex`, or a subscriber that
+//! fell behind). A subscription with nothing to check in the state (`saleUpdates`) then touches
+//! no database at all per event. Apply only publishes to the watched topics, so a slow
+//! subscriber never slows apply and never grows memory: it just reads later. If it falls so far behind that its cursor leaves
 //! the retained window (`raft::EVENTS_RETAINED_MAX`), it ends with an error telling the
 //! client to re-read the state and subscribe afresh. The same code replays after `afterIndex`
 //! on a reconnect and follows live events, so there is no gap and no repeat between the two.
@@ -13,8 +18,7 @@ use std::time::Duration;
 use async_graphql::Error;
 use futures::Stream;
 use raft::Event;
-use raft::{Consistency, ReadView, SmError, Store};
-use tokio::sync::watch;
+use raft::{Consistency, ReadView, SmError, Store, TopicWatch, ACCOUNTS_TOPIC};
 
 use crate::error::{api_error, code, store as store_err};
 use crate::now_ms;
@@ -31,12 +35,10 @@ pub(crate) enum FeedItem {
     Tick { cursor: u64 },
 }
 
-/// A watch of the newest event number, marked seen. Take it *before* the subscription's initial
-/// read: an event applied between the two then still wakes the loop.
-pub(crate) fn watch_events(store: &Store) -> watch::Receiver<u64> {
-    let mut rx = store.event_seq();
-    rx.borrow_and_update();
-    rx
+/// A watch of `topic`'s events, marked seen. Take it *before* the subscription's initial read:
+/// an event applied between the two then still wakes the loop, and is in the topic's ring.
+pub(crate) fn watch_topic(store: &Store, topic: &str) -> TopicWatch {
+    store.watch_topic(topic)
 }
 
 /// A topic's events after `after` are all still retained only if none of that topic's events
@@ -59,6 +61,10 @@ pub(crate) fn check_window(after: u64, pruned: u64, reread: &str) -> Result<(), 
 /// (`timelineUpdates` keeps the tweets of accounts the viewer follows).
 pub(crate) type Keep = Box<dyn Fn(&ReadView, &Event) -> Result<bool, SmError> + Send + Sync>;
 
+/// Read in the same view as every batch, before it is yielded: an error ends the stream (say,
+/// the viewer is no longer a participant of the chat).
+pub(crate) type Guard = Box<dyn Fn(&ReadView) -> Result<Result<(), Error>, SmError> + Send + Sync>;
+
 /// The signed-in viewer a subscription serves: it ends with UNAUTHENTICATED when the token
 /// expires or the account is deleted, as any request with that token would be refused.
 pub(crate) struct Session {
@@ -69,20 +75,17 @@ pub(crate) struct Session {
 }
 
 /// How to follow one topic.
-pub(crate) struct Follow<G> {
+pub(crate) struct Follow {
     /// The store to read from.
     pub store: Store,
-    /// From [`watch_events`], taken before the caller's initial read.
-    pub seq_rx: watch::Receiver<u64>,
-    /// The topic.
-    pub topic: String,
+    /// From [`watch_topic`], taken before the caller's initial read; it names the topic.
+    pub watch: TopicWatch,
     /// The last event number the client has; replay starts after it.
     pub after: u64,
     /// The query a client that fell behind the window should re-read.
     pub reread: &'static str,
-    /// Read in the same view as every batch, before it is yielded: an error ends the stream
-    /// (say, the viewer is no longer a participant of the chat).
-    pub guard: G,
+    /// Checked with every batch; `None` when there is nothing to check.
+    pub guard: Option<Guard>,
     /// Wall-clock times (ms since the epoch) at which to yield a [`FeedItem::Tick`]: state that
     /// changes by the clock alone, with no command and so no event (a sale opening at startsAt).
     pub ticks_ms: Vec<i64>,
@@ -93,13 +96,10 @@ pub(crate) struct Follow<G> {
     pub session: Option<Session>,
 }
 
-/// Follows a topic from `after`: replay, then live events, ending only with an error or when the
-/// store shuts down.
-pub(crate) fn follow<G>(f: Follow<G>) -> impl Stream<Item = Result<FeedItem, Error>> + Send
-where
-    G: Fn(&ReadView) -> Result<Result<(), Error>, SmError> + Send + Sync + 'static,
-{
-    let Follow { store, mut seq_rx, topic, after, reread, guard, mut ticks_ms, keep, session } = f;
+/// Follows a topic from `after`: replay, then live events, ending only with an error (or when
+/// the caller drops it: its socket closed, or the node drains).
+pub(crate) fn follow(f: Follow) -> impl Stream<Item = Result<FeedItem, Error>> + Send {
+    let Follow { store, mut watch, after, reread, guard, mut ticks_ms, keep, session } = f;
     if let Some(s) = &session {
         // Wake at expiry: nothing else may happen on a quiet topic.
         ticks_ms.push(s.expires_at_ms);
@@ -107,6 +107,11 @@ where
     ticks_ms.sort_unstable();
     let user_id = session.as_ref().map(|s| s.user_id);
     let expires_at_ms = session.as_ref().map(|s| s.expires_at_ms);
+    // A signed-in subscription also wakes on account deletions, to end at once if its viewer's
+    // account is the one deleted. Taken before the first read, which checks the account.
+    let mut deletions = session.as_ref().map(|_| store.watch_topic(ACCOUNTS_TOPIC));
+    // Whether a batch from the ring needs a view of the state at all.
+    let checks_state = guard.is_some() || keep.is_some() || user_id.is_some();
     async_stream::stream! {
         let mut cursor = after;
         loop {
@@ -114,35 +119,55 @@ where
                 yield Err(api_error(code::UNAUTHENTICATED, "the token of this subscription expired; sign in again and resubscribe with afterIndex"));
                 break;
             }
-            // Mark the watch seen before reading, so an event applied during the read wakes us.
-            seq_rx.borrow_and_update();
-            let batch = store
-                .read(Consistency::Local, |v| {
-                    let allowed = match user_id {
-                        Some(id) if v.user(id)?.is_none() => {
-                            Ok(Err(api_error(code::UNAUTHENTICATED, "the account of this subscription no longer exists")))
-                        }
-                        _ => guard(v),
-                    }?;
-                    let events = v.events_after(&topic, cursor, SUBSCRIPTION_READ_BATCH_MAX)?;
-                    let read = (events.len(), events.last().map(|e| e.seq));
-                    let events = match &keep {
-                        None => events,
-                        Some(keep) => {
-                            let mut kept = Vec::with_capacity(events.len());
-                            for e in events {
-                                if keep(v, &e)? {
-                                    kept.push(e);
-                                }
+            // Mark the watches seen before reading, so an event applied during the read wakes us.
+            watch.mark_seen();
+            if let Some(d) = deletions.as_mut() {
+                d.mark_seen();
+            }
+            let recent = watch.recent_after(cursor, SUBSCRIPTION_READ_BATCH_MAX);
+            let batch = if let (Some(recent), false) = (&recent, checks_state) {
+                // Nothing to check and the ring has it all: no read at all.
+                let events: Vec<Event> = recent.iter().map(|e| Event::clone(e)).collect();
+                let read = (events.len(), events.last().map(|e| e.seq));
+                Ok((Ok(()), (events, read), 0))
+            } else {
+                store
+                    .read(Consistency::Local, |v| {
+                        let allowed = match user_id {
+                            Some(id) if v.user(id)?.is_none() => {
+                                Ok(Err(api_error(code::UNAUTHENTICATED, "the account of this subscription no longer exists")))
                             }
-                            kept
-                        }
-                    };
-                    Ok((allowed, (events, read), v.topic_pruned(&topic)?))
-                })
-                .await;
+                            _ => match &guard {
+                                Some(guard) => guard(v),
+                                None => Ok(Ok(())),
+                            },
+                        }?;
+                        // The ring holds every event of the topic after the cursor: its window
+                        // cannot have been pruned (0). Otherwise the feed in redb, and its mark.
+                        let (events, pruned) = match &recent {
+                            Some(recent) => (recent.iter().map(|e| Event::clone(e)).collect(), 0),
+                            None => (v.events_after(watch.topic(), cursor, SUBSCRIPTION_READ_BATCH_MAX)?, v.topic_pruned(watch.topic())?),
+                        };
+                        let read: (usize, Option<u64>) = (events.len(), events.last().map(|e: &Event| e.seq));
+                        let events = match &keep {
+                            None => events,
+                            Some(keep) => {
+                                let mut kept = Vec::with_capacity(events.len());
+                                for e in events {
+                                    if keep(v, &e)? {
+                                        kept.push(e);
+                                    }
+                                }
+                                kept
+                            }
+                        };
+                        Ok((allowed, (events, read), pruned))
+                    })
+                    .await
+                    .map(|r| r.value)
+            };
             let (allowed, (events, (read, last)), pruned) = match batch {
-                Ok(r) => r.value,
+                Ok(r) => r,
                 Err(e) => { yield Err(store_err(e)); break; }
             };
             if let Err(e) = allowed.and_then(|()| check_window(cursor, pruned, reread)) {
@@ -166,8 +191,9 @@ where
             ticks_ms.retain(|t| *t > now);
             let sleep = ticks_ms.first().map(|t| Duration::from_millis((t - now) as u64 + 1));
             tokio::select! {
-                changed = seq_rx.changed() => if changed.is_err() { break },
-                _ = async { match sleep { Some(d) => tokio::time::sleep(d).await, None => std::future::pending().await } } => {
+                () = watch.changed() => {}
+                () = async { match deletions.as_mut() { Some(d) => d.changed().await, None => std::future::pending().await } } => {}
+                () = async { match sleep { Some(d) => tokio::time::sleep(d).await, None => std::future::pending().await } } => {
                     yield Ok(FeedItem::Tick { cursor });
                 }
             }

@@ -449,7 +449,7 @@ impl SaleSubscription {
     ) -> Result<impl Stream<Item = Result<SaleUpdate, Error>>, Error> {
         let id = parse_id("saleId", &sale_id)?;
         let store: Store = ctx.data::<ApiContext>()?.store.clone();
-        let seq_rx = feed::watch_events(&store);
+        let watch = feed::watch_topic(&store, &sale_topic(id));
         let read = store
             .read(StoreConsistency::Linearizable, |v| {
                 Ok((v.sale(id)?, (v.topic_pruned(&sale_topic(id))?, v.event_window()?.1)))
@@ -467,11 +467,10 @@ impl SaleSubscription {
         let ticks_ms = [sale.starts_at_ms, sale.ends_at_ms].into_iter().flatten().collect();
         let follow = feed::follow(Follow {
             store: store.clone(),
-            seq_rx,
-            topic: sale_topic(id),
+            watch,
             after: after_index.unwrap_or(last),
             reread: "sale",
-            guard: |_: &raft::ReadView| Ok(Ok(())),
+            guard: None,
             session: None,
             ticks_ms,
             keep: None,

@@ -388,7 +388,7 @@ impl TweetSubscription {
     ) -> Result<impl Stream<Item = Result<TimelineEvent, Error>>, Error> {
         let (me, expires_at_ms) = crate::auth::viewer_session(ctx).await?;
         let handle: Store = ctx.data::<ApiContext>()?.store.clone();
-        let seq_rx = feed::watch_events(&handle);
+        let watch = feed::watch_topic(&handle, TWEETS_TOPIC);
         let (pruned, last) = handle
             .read(StoreConsistency::Linearizable, |v| Ok((v.topic_pruned(TWEETS_TOPIC)?, v.event_window()?.1)))
             .await
@@ -400,11 +400,10 @@ impl TweetSubscription {
         let viewer_id = me.id;
         let follow = feed::follow(Follow {
             store: handle,
-            seq_rx,
-            topic: TWEETS_TOPIC.to_string(),
+            watch,
             after: after_index.unwrap_or(last),
             reread: "timeline",
-            guard: |_: &ReadView| Ok(Ok(())),
+            guard: None,
             ticks_ms: Vec::new(),
             keep: Some(Box::new(move |v: &ReadView, e: &raft::Event| match &e.payload {
                 EventPayload::Tweet(t) => {

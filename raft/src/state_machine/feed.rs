@@ -19,8 +19,9 @@ fn pruned_key(topic: &str) -> Vec<u8> {
 }
 
 /// Numbers and stores the batch's pending events, then prunes the feed to its window. Runs at
-/// the end of an apply batch, inside its transaction. Returns the last sequence number in use.
-pub(crate) fn flush(t: &mut Tables) -> Result<u64, SmError> {
+/// the end of an apply batch, inside its transaction. Returns the last sequence number in use
+/// and the batch's events, for the hub to hand to their topics once the batch commits.
+pub(crate) fn flush(t: &mut Tables, out: &mut Vec<Event>) -> Result<u64, SmError> {
     let pending = std::mem::take(&mut t.pending_events);
     let mut next = t.counter(tables::COUNTER_NEXT_EVENT_SEQ)?.max(1);
     if pending.is_empty() {
@@ -31,6 +32,7 @@ pub(crate) fn flush(t: &mut Tables) -> Result<u64, SmError> {
         let bytes = serde_json::to_vec(&event)?;
         t.events.insert(event_key(&event.topic, next).as_slice(), bytes.as_slice())?;
         t.event_log.insert(next.to_be_bytes().as_slice(), event.topic.as_bytes())?;
+        out.push(event);
         next += 1;
     }
     t.set_counter(tables::COUNTER_NEXT_EVENT_SEQ, next)?;
@@ -126,7 +128,7 @@ mod tests {
             {
                 let mut t = Tables::open(&txn).expect("tables");
                 f(&mut t);
-                flush(&mut t).expect("flush");
+                flush(&mut t, &mut Vec::new()).expect("flush");
             }
             txn.commit().expect("commit");
         };

@@ -9,6 +9,7 @@ mod accounts;
 mod backup;
 mod chats;
 mod feed;
+mod hub;
 mod sales;
 mod snapshot;
 mod tables;
@@ -16,6 +17,7 @@ mod tweets;
 
 pub(crate) use backup::read_head_of;
 pub use backup::{BackupHead, BACKUP_DIGEST_BYTES, BACKUP_MAGIC};
+pub use hub::{TopicWatch, TOPIC_RECENT_EVENTS_MAX};
 pub use snapshot::{StateDigest, SNAPSHOT_IO_BUFFER_BYTES, SNAPSHOT_ROW_BYTES_MAX};
 
 use std::path::{Path, PathBuf};
@@ -85,6 +87,8 @@ pub struct StateMachine {
     applied: Arc<watch::Sender<u64>>,
     /// The newest event sequence number, so subscribers wake when there is something to read.
     events: Arc<watch::Sender<u64>>,
+    /// Each watched topic's wake-up and recent events (see hub.rs).
+    hub: Arc<hub::Hub>,
     /// Deliberate bugs switched on for the fault simulation; none otherwise.
     inject: Inject,
     /// Serializes writes of the current snapshot file. openraft builds snapshots in a task of
@@ -181,6 +185,7 @@ impl StateMachine {
             dir: dir.to_path_buf(),
             applied: Arc::new(watch::channel(0).0),
             events: Arc::new(watch::channel(0).0),
+            hub: Arc::default(),
             inject,
             snapshot_file: Arc::new(std::sync::Mutex::new(())),
             installed: Arc::new(std::sync::atomic::AtomicU64::new(0)),
@@ -192,7 +197,9 @@ impl StateMachine {
         sm.clean_snapshot_dir()?;
         let (last, _) = sm.read_applied_state()?;
         sm.applied.send_replace(last.map_or(0, |l| l.index));
-        sm.events.send_replace(sm.read()?.event_window()?.1);
+        let last_event = sm.read()?.event_window()?.1;
+        sm.events.send_replace(last_event);
+        sm.hub.reset(last_event);
         Ok(sm)
     }
 
@@ -227,6 +234,17 @@ impl StateMachine {
     /// A watch of the newest event sequence number.
     pub fn event_seq(&self) -> watch::Receiver<u64> {
         self.events.subscribe()
+    }
+
+    /// Watches one topic: woken by its events only, with its recent events at hand (see
+    /// hub.rs). Take it before the subscription's initial read.
+    pub fn watch_topic(&self, topic: &str) -> TopicWatch {
+        self.hub.watch(topic)
+    }
+
+    /// Topics some subscription watches now.
+    pub fn watched_topics(&self) -> usize {
+        self.hub.watched_topics()
     }
 
     /// A consistent read view of the applied state.
@@ -269,6 +287,7 @@ impl StateMachine {
         let mut responses = Vec::with_capacity(entries.len());
         let mut membership = None;
         let last_event;
+        let mut emitted = Vec::new();
         {
             let mut t = Tables::open(&txn)?;
             let mut clock = t.counter(tables::COUNTER_CLOCK)? as i64;
@@ -294,7 +313,7 @@ impl StateMachine {
                 }
             }
             t.set_counter(tables::COUNTER_CLOCK, clock.max(0) as u64)?;
-            last_event = feed::flush(&mut t)?;
+            last_event = feed::flush(&mut t, &mut emitted)?;
         }
         {
             let mut meta = txn.open_table(SM_META)?;
@@ -313,6 +332,7 @@ impl StateMachine {
         self.stages.apply.since(started);
         // Wake subscribers only when the batch emitted events: most writes emit none, and each
         // wake-up costs every subscriber a read.
+        self.hub.publish(emitted, last_event);
         self.events.send_if_modified(|seq| std::mem::replace(seq, last_event) != last_event);
         self.applied.send_replace(last.index);
         Ok(responses)

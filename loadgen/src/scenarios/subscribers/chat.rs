@@ -14,7 +14,7 @@ use anyhow::Context;
 use client::{Client, ClientError};
 use futures::Future;
 use hdrhistogram::Histogram;
-use serde_json::json;
+use serde_json::{json, Value};
 use tokio::sync::watch;
 
 use super::fanout::{Clock, Deliveries, RunSpec, SubscribersArgs, Subscription, Tally, Topic};
@@ -81,6 +81,22 @@ impl Topic for ChatTopic {
     fn subscription(&self) -> Subscription<'_> {
         // From index 0, a new chat's whole history, so no subscription can miss the warm-up.
         Subscription { token: &self.token, query: CHAT_SUBSCRIPTION, variables: json!({"c": self.chat, "a": 0}) }
+    }
+
+    async fn quiet_topics(&self, client: &Client, topics: u32, spec: &RunSpec<'_>) -> anyhow::Result<Vec<Value>> {
+        let mut out = Vec::with_capacity(topics as usize);
+        for i in 0..topics {
+            let name = format!("quiet {i} {}", spec.run_id);
+            let id = client
+                .execute_retrying(0, CREATE_CHAT, json!({"n": name}), Some(&self.token))
+                .await
+                .context("creating a quiet chat")?["createChat"]["id"]
+                .as_str()
+                .context("chat id")?
+                .to_string();
+            out.push(json!({"c": id, "a": 0}));
+        }
+        Ok(out)
     }
 
     fn read(

@@ -18,7 +18,7 @@ use serde_json::Value;
 use tokio::sync::watch;
 
 use super::sends::{paced_sends, send_progress, SendCounters, SendTally, Sends};
-use super::sockets::{drain, open_all, Ws};
+use super::sockets::{drain, open_all, read_frames, Ws};
 use crate::node_cpu::CpuSummary;
 use crate::pacing;
 use crate::stats::{format_errors, latency_histogram, per_sec, summarize, LatencySummary};
@@ -69,7 +69,22 @@ pub(crate) struct SubscribersArgs {
     /// Sale topic: password of the admin account.
     #[arg(long, env = "LOADGEN_ADMIN_PASSWORD", hide_env_values = true)]
     pub admin_password: Option<String>,
+    /// More sockets, subscribed beside the measured ones to topics nothing is sent to (chat
+    /// topic only): what a busy topic costs the subscribers of quiet ones. Each must receive
+    /// nothing during the run.
+    #[arg(long, default_value_t = 0,
+          value_parser = clap::value_parser!(u32).range(0..=i64::from(SUBSCRIBERS_MAX_COUNT)))]
+    pub idle_subscribers: u32,
+    /// Quiet topics the --idle-subscribers are spread over (chats created for the run).
+    #[arg(long, default_value_t = IDLE_TOPICS_DEFAULT,
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(IDLE_TOPICS_MAX)))]
+    pub idle_topics: u32,
 }
+
+/// Default number of quiet topics the idle subscribers are spread over.
+const IDLE_TOPICS_DEFAULT: u32 = 10;
+/// Most quiet topics one run creates.
+const IDLE_TOPICS_MAX: u32 = 1_000;
 
 /// The run's timing and identity, from the common flags.
 pub(crate) struct RunSpec<'a> {
@@ -87,6 +102,11 @@ pub(crate) struct SubscribersReport {
     pub topic: &'static str,
     pub nodes: Vec<String>,
     pub subscribers: u32,
+    /// Sockets subscribed to quiet topics beside the measured ones, and the quiet topics.
+    pub idle_subscribers: u32,
+    pub idle_topics: u32,
+    /// Frames the idle sockets received while the updates were sent (must be 0).
+    pub idle_deliveries: u64,
     /// Sockets opened on each node, in the order of `nodes`.
     pub sockets_per_node: Vec<u64>,
     pub rate_per_sec: u32,
@@ -151,6 +171,12 @@ impl SubscribersReport {
             self.subscribers,
             self.sockets_per_node.iter().map(u64::to_string).collect::<Vec<_>>().join("/")
         );
+        if self.idle_subscribers > 0 {
+            println!(
+                "idle          {} more on {} quiet topics, {} frames received (must be 0)",
+                self.idle_subscribers, self.idle_topics, self.idle_deliveries
+            );
+        }
         println!(
             "sent          {} acknowledged, {} committed, at {}/s asked ({:.1}/s achieved) for {} s after {} s warmup",
             self.sent,
@@ -216,6 +242,10 @@ pub(super) trait Topic: Sized {
 
     /// What every socket subscribes to, and the token it signs in with.
     fn subscription(&self) -> Subscription<'_>;
+
+    /// Creates `topics` quiet topics beside the measured one and returns, for each, the
+    /// variables of the same subscription on it (the same token signs in).
+    async fn quiet_topics(&self, client: &Client, topics: u32, spec: &RunSpec<'_>) -> anyhow::Result<Vec<Value>>;
 
     /// Reads one socket until `stop`, counting it once in `live` when it shows its
     /// subscription is live and counting each delivery in `delivered`; arrival times are taken
@@ -302,6 +332,7 @@ pub(super) async fn run<T: Topic>(
     let subscription = topic.subscription();
     let (sockets, per_node) =
         open_all(spec.nodes, n, subscription.token, subscription.query, subscription.variables).await?;
+    let idle = open_idle(&topic, &setup_client, args, spec).await?;
     let base = Instant::now();
     let live = Arc::new(AtomicU64::new(0));
     let delivered_total = Arc::new(AtomicU64::new(0));
@@ -328,17 +359,79 @@ pub(super) async fn run<T: Topic>(
     let expected = committed * n as u64;
     drain(&delivered_total, expected).await;
     stop_tx.send_replace(true);
+    let idle_deliveries = idle.finish().await?;
 
     let mut seen = Vec::with_capacity(readers.len());
     for reader in readers {
         seen.push(reader.await.context("reader task")?);
     }
-    let tally = topic.tally(settled, &sends, seen, committed, clock)?;
+    let mut tally = topic.tally(settled, &sends, seen, committed, clock)?;
+    if idle_deliveries > 0 {
+        tally
+            .problems
+            .push(format!("the idle sockets received {idle_deliveries} frames from topics nothing was sent to"));
+    }
     let window_start = window_start.await.context("the CPU sampler")?;
     let node_cpu = probe.summary(&window_start, &window_end, tally.got.measured);
     let shape = ReportShape { topic: T::LABEL, spec, args, sockets_per_node: per_node };
     let sent = SendTally::of(&sends, measure_from, end);
-    Ok(SubscribersReport::assemble(shape, sent, committed, expected, tally, node_cpu))
+    let mut report = SubscribersReport::assemble(shape, sent, committed, expected, tally, node_cpu);
+    report.idle_deliveries = idle_deliveries;
+    Ok(report)
+}
+
+/// The idle sockets of a run: subscribed to quiet topics, read until the run stops.
+struct Idle {
+    readers: Vec<tokio::task::JoinHandle<u64>>,
+    stop: watch::Sender<bool>,
+}
+
+impl Idle {
+    /// Stops the readers; returns the frames they received in all.
+    async fn finish(self) -> anyhow::Result<u64> {
+        self.stop.send_replace(true);
+        let mut frames = 0;
+        for r in self.readers {
+            frames += r.await.context("idle reader task")?;
+        }
+        Ok(frames)
+    }
+}
+
+/// Opens `--idle-subscribers` sockets spread over `--idle-topics` quiet topics, each read by a
+/// task that counts whatever arrives on it.
+async fn open_idle<T: Topic>(
+    topic: &T,
+    client: &Client,
+    args: &SubscribersArgs,
+    spec: &RunSpec<'_>,
+) -> anyhow::Result<Idle> {
+    let (stop, stop_rx) = watch::channel(false);
+    let mut readers = Vec::new();
+    if args.idle_subscribers > 0 {
+        let quiet = topic.quiet_topics(client, args.idle_topics, spec).await?;
+        let sub = topic.subscription();
+        let per_topic = (args.idle_subscribers as usize).div_ceil(quiet.len());
+        let mut left = args.idle_subscribers as usize;
+        for variables in quiet {
+            let count = per_topic.min(left);
+            left -= count;
+            let (sockets, _) = open_all(spec.nodes, count, sub.token, sub.query, variables).await?;
+            for (_, mut ws) in sockets {
+                let stop = stop_rx.clone();
+                readers.push(tokio::spawn(async move {
+                    let mut frames = 0u64;
+                    let _ = read_frames(&mut ws, stop, |_, _| {
+                        frames += 1;
+                        Ok(())
+                    })
+                    .await;
+                    frames
+                }));
+            }
+        }
+    }
+    Ok(Idle { readers, stop })
 }
 
 /// The measured window: warmup from `start`, then the duration.
@@ -413,6 +506,9 @@ impl SubscribersReport {
             topic,
             nodes: spec.nodes.to_vec(),
             subscribers: args.subscribers,
+            idle_subscribers: args.idle_subscribers,
+            idle_topics: if args.idle_subscribers > 0 { args.idle_topics } else { 0 },
+            idle_deliveries: 0,
             sockets_per_node,
             rate_per_sec: args.rate,
             duration_secs: spec.duration_secs,

@@ -25,7 +25,7 @@ use anyhow::{bail, Context};
 use client::{ops, Client, ClientError, CreateProductInput, CreateSaleInput, Order};
 use futures::stream::{self, StreamExt};
 use futures::Future;
-use serde_json::json;
+use serde_json::{json, Value};
 use tokio::sync::watch;
 
 use super::fanout::{Clock, Deliveries, RunSpec, SubscribersArgs, Subscription, Tally, Topic};
@@ -149,6 +149,10 @@ impl Topic for SaleTopic {
 
     fn subscription(&self) -> Subscription<'_> {
         Subscription { token: &self.buyer_token, query: SALE_SUBSCRIPTION, variables: json!({"s": self.sale_id}) }
+    }
+
+    async fn quiet_topics(&self, _client: &Client, _topics: u32, _spec: &RunSpec<'_>) -> anyhow::Result<Vec<Value>> {
+        anyhow::bail!("--idle-subscribers is measured with --topic chat (quiet chats cost one mutation each to create)")
     }
 
     fn read(
