@@ -193,14 +193,26 @@ fn builder(
         reservations,
         heavy_reads: std::sync::Arc::new(tokio::sync::Semaphore::new(HEAVY_READS_IN_FLIGHT_MAX)),
     };
-    Ok(Schema::build(Query::default(), Mutation::default(), Subscription::default())
+    let builder = Schema::build(Query::default(), Mutation::default(), Subscription::default())
         .data(api)
         .extension(error::ErrorCodes)
         .extension(guard)
-        .extension(applied::AppliedIndexes)
-        .extension(async_graphql::extensions::Tracing)
-        .extension(observe))
+        .extension(applied::AppliedIndexes);
+    // async-graphql's spans are INFO spans, one per request, parse, validation and execution and
+    // one per field: at the default filter every one of them is created and its fields formatted,
+    // about a tenth of the node's CPU per subscription delivery (docs/BENCHMARKS.md). So they are
+    // there only when asked for, by enabling the `graphql` target at DEBUG (`RUST_LOG=graphql=debug`).
+    let builder = if tracing::enabled!(target: GRAPHQL_SPANS_TARGET, tracing::Level::DEBUG) {
+        builder.extension(async_graphql::extensions::Tracing)
+    } else {
+        builder
+    };
+    Ok(builder.extension(observe))
 }
+
+/// The tracing target that, enabled at DEBUG when the schema is built, adds async-graphql's
+/// per-request and per-field spans.
+pub const GRAPHQL_SPANS_TARGET: &str = "graphql";
 
 /// True when every root field of every operation in `doc` is an introspection field
 /// (`__schema`, `__type`, `__typename`), fragments followed: such a request goes to the

@@ -1,6 +1,7 @@
 //! No password or reservation token reaches a log line or a span: async-graphql's tracing
-//! extension records each request's document (its `source` field) with the variables and
-//! literals of `#[graphql(secret)]` arguments masked.
+//! extension (there when the `graphql` target is enabled at DEBUG, as here at TRACE) records
+//! each request's document (its `source` field) with the variables and literals of
+//! `#[graphql(secret)]` arguments masked.
 
 mod support;
 
