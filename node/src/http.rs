@@ -340,13 +340,15 @@ pub struct Schemas {
     pub main: AppSchema,
     /// Requests whose every root field is `__schema`, `__type` or `__typename`.
     pub introspection: AppSchema,
+    /// Parsed documents of repeated queries (see documents.rs).
+    pub documents: Arc<crate::documents::Documents>,
 }
 
 impl Schemas {
-    /// The schema `request` runs on. Parsing here is only needed to route, and the document is
-    /// kept in the request, so it is not parsed twice; a request that mentions no `__schema` or
-    /// `__type` is not parsed here at all.
+    /// The schema `request` runs on, with its parsed document in it (from the document cache,
+    /// or parsed here and kept there), so it is not parsed twice.
     pub fn route(&self, request: &mut async_graphql::Request) -> &AppSchema {
+        self.documents.prepare(request);
         let may_introspect = request.query.contains("__schema") || request.query.contains("__type");
         if !may_introspect {
             return &self.main;

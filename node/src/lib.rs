@@ -18,6 +18,7 @@
 //! The node depends on schema and raft; nothing depends on it.
 
 pub mod config;
+pub mod documents;
 pub mod http;
 pub mod metrics;
 pub mod persisted;
@@ -207,7 +208,7 @@ where
     let (drain_tx, drain_rx) = tokio::sync::watch::channel(false);
     let state = http::AppState {
         sdl: schema.sdl().into(),
-        schemas: http::Schemas { main: schema, introspection },
+        schemas: http::Schemas { main: schema, introspection, documents: Default::default() },
         persisted: Default::default(),
         cors_origins: config.cors_origins.iter().map(|o| o.trim().to_string()).filter(|o| !o.is_empty()).collect(),
         store: store.clone(),
