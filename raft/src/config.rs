@@ -23,9 +23,17 @@ pub const PROPOSE_TIMEOUT_DEFAULT_MS: u64 = 1_500;
 /// Default budget of a linearizable read's read-index round.
 pub const READ_TIMEOUT_DEFAULT_MS: u64 = 1_500;
 
-/// How long openraft lets one snapshot RPC take: one chunk of [`SNAPSHOT_CHUNK_BYTES`], read
-/// from the leader's snapshot file and written into the follower's receiving file.
-const INSTALL_SNAPSHOT_TIMEOUT_MS: u64 = 10_000;
+/// How long one snapshot chunk RPC may take: [`SNAPSHOT_CHUNK_BYTES`] read from the leader's
+/// snapshot file and written into the follower's receiving file.
+pub const SNAPSHOT_CHUNK_TIMEOUT_MS: u64 = 10_000;
+/// How long the *last* chunk's RPC may take: the follower answers it only once the whole
+/// snapshot is installed into its state database, which takes about 5 s per GiB on this
+/// project's machine (a 10 M-account snapshot, 3.4 GiB, installed in about 50 s). With the
+/// chunk timeout instead, a leader gave up on every install past 10 s and sent the whole
+/// snapshot again while the first install was still running (docs/SCALING.md). Ten minutes
+/// covers about 100 GiB at that rate; openraft's own bound on a snapshot RPC is set to it too,
+/// and the transport applies the chunk timeout to every other chunk.
+pub const SNAPSHOT_INSTALL_TIMEOUT_MS: u64 = 600_000;
 /// Bytes of snapshot per install RPC (openraft's chunked transfer): well under the Raft body
 /// limit, and the most of a snapshot either side holds in memory for the transfer.
 pub const SNAPSHOT_CHUNK_BYTES: u64 = 4 * 1024 * 1024;
@@ -143,9 +151,9 @@ impl StoreConfig {
             heartbeat_interval: self.heartbeat_interval_ms,
             election_timeout_min: self.election_timeout_min_ms,
             election_timeout_max: self.election_timeout_max_ms,
-            install_snapshot_timeout: INSTALL_SNAPSHOT_TIMEOUT_MS,
+            install_snapshot_timeout: SNAPSHOT_INSTALL_TIMEOUT_MS,
             snapshot_max_chunk_size: SNAPSHOT_CHUNK_BYTES,
-            snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_logs),
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(staggered_snapshot_logs(self.snapshot_logs, self.id)),
             max_in_snapshot_log_to_keep: self.logs_kept_after_snapshot,
             max_payload_entries: APPEND_ENTRIES_PER_RPC_MAX,
             ..Default::default()
@@ -155,9 +163,27 @@ impl StoreConfig {
     }
 }
 
+/// Entries between this node's snapshots: `snapshot_logs` stretched by `(id mod 8)` sixteenths,
+/// so that the members of a cluster do not all build a snapshot at the same log index (ids 1, 2
+/// and 3 snapshot every 1.0625, 1.125 and 1.1875 × `snapshot_logs` entries; under 16 entries,
+/// as in tests, exactly `snapshot_logs`). At 10 M accounts three co-located nodes each wrote a
+/// 3.4 GiB snapshot at the same index and the shared disk stalled them all (docs/SCALING.md);
+/// with their own disks the cost is CPU and I/O on every member at once, which staggering spreads.
+pub(crate) fn staggered_snapshot_logs(snapshot_logs: u64, id: NodeId) -> u64 {
+    snapshot_logs + snapshot_logs / 16 * (id % 8)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn members_snapshot_at_different_indexes_and_tiny_settings_stay_exact() {
+        let every: Vec<u64> = (1..=3).map(|id| staggered_snapshot_logs(10_000, id)).collect();
+        assert_eq!(every, vec![10_625, 11_250, 11_875]);
+        assert_eq!(staggered_snapshot_logs(10, 3), 10);
+        assert_eq!(staggered_snapshot_logs(10_000, 8), 10_000);
+    }
 
     // Each rule names itself and its values; the defaults pass all of them.
     #[test]

@@ -2,6 +2,7 @@
 //! bytes so that an entry always reaches a follower within openraft's append timeout.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use openraft::error::{
     InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError, Unreachable,
@@ -16,6 +17,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::{call_encoded, Rpc, Transport, TransportError, APPEND_BYTES_MAX};
+use crate::config::{SNAPSHOT_CHUNK_TIMEOUT_MS, SNAPSHOT_INSTALL_TIMEOUT_MS};
 use crate::stages::Stages;
 use crate::state_machine::StateMachine;
 use crate::types::{encoded_len, NodeId, TypeConfig};
@@ -85,7 +87,7 @@ impl Connection {
         E: std::error::Error + DeserializeOwned,
     {
         let body = serde_json::to_vec(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        self.rpc_encoded(rpc, body, option, 1).await
+        self.rpc_encoded(rpc, body, option.hard_ttl(), 1).await
     }
 
     /// `entries`: how many log entries the body carries, for the hint of a follower's 413.
@@ -93,7 +95,7 @@ impl Connection {
         &self,
         rpc: Rpc,
         body: Vec<u8>,
-        option: &RPCOption,
+        ttl: Duration,
         entries: usize,
     ) -> Result<Resp, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>
     where
@@ -101,16 +103,16 @@ impl Connection {
         E: std::error::Error + DeserializeOwned,
     {
         let answer: Result<Resp, RaftError<NodeId, E>> =
-            call_encoded(self.transport.as_ref(), &self.addr, rpc, self.target, body, option.hard_ttl())
-                .await
-                .map_err(|e| match e {
+            call_encoded(self.transport.as_ref(), &self.addr, rpc, self.target, body, ttl).await.map_err(
+                |e| match e {
                     TransportError::Unreachable(_) => RPCError::Unreachable(Unreachable::new(&e)),
                     // The peer's body limit is lower than ours: send fewer entries.
                     TransportError::Status { status: 413, .. } if entries > 1 => {
                         RPCError::PayloadTooLarge(PayloadTooLarge::new_entries_hint((entries / 2) as u64))
                     }
                     _ => RPCError::Network(NetworkError::new(&e)),
-                })?;
+                },
+            )?;
         answer
             .map_err(|e| RPCError::RemoteError(RemoteError::new_with_node(self.target, BasicNode::new(&self.addr), e)))
     }
@@ -127,7 +129,7 @@ impl RaftNetwork<TypeConfig> for Connection {
         if body.len() > APPEND_BYTES_MAX && rpc.entries.len() > 1 {
             return Err(RPCError::PayloadTooLarge(PayloadTooLarge::new_entries_hint(entries_that_fit(&rpc))));
         }
-        let answer = self.rpc_encoded(Rpc::Append, body, &option, rpc.entries.len()).await;
+        let answer = self.rpc_encoded(Rpc::Append, body, option.hard_ttl(), rpc.entries.len()).await;
         self.stages.replicate_rpc.since(started);
         answer
     }
@@ -145,9 +147,12 @@ impl RaftNetwork<TypeConfig> for Connection {
             }
             None => None,
         };
+        // The last chunk is answered once the snapshot is installed: see SNAPSHOT_INSTALL_TIMEOUT_MS.
+        let ttl = Duration::from_millis(if rpc.done { SNAPSHOT_INSTALL_TIMEOUT_MS } else { SNAPSHOT_CHUNK_TIMEOUT_MS })
+            .min(option.hard_ttl());
         let body = super::encode_snapshot_chunk(&rpc, total)
             .map_err(|e| RPCError::Network(NetworkError::new(&openraft::AnyError::error(e))))?;
-        self.rpc_encoded(Rpc::Snapshot, body, &option, 1).await
+        self.rpc_encoded(Rpc::Snapshot, body, ttl, 1).await
     }
 
     async fn vote(

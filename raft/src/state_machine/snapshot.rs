@@ -97,16 +97,46 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), SmError> {
 /// fsynced: its name and path. Not yet named by `snapshot.meta`.
 pub(super) fn write_data_file(
     dir: &Path,
-    fill: impl FnOnce(&mut BufWriter<fs::File>) -> Result<(), SmError>,
+    fill: impl FnOnce(&mut BufWriter<Syncing>) -> Result<(), SmError>,
 ) -> Result<(String, PathBuf), SmError> {
     let name = new_data_name();
     let path = dir.join(&name);
     let file = fs::File::create(&path).map_err(|e| snap_err("create snapshot file", e))?;
-    let mut out = BufWriter::with_capacity(SNAPSHOT_IO_BUFFER_BYTES, file);
+    let mut out = BufWriter::with_capacity(SNAPSHOT_IO_BUFFER_BYTES, Syncing { file, unsynced: 0 });
     fill(&mut out)?;
-    let file = out.into_inner().map_err(|e| snap_err("write snapshot file", e.error()))?;
+    let file = out.into_inner().map_err(|e| snap_err("write snapshot file", e.error()))?.file;
     file.sync_all().map_err(|e| snap_err("sync snapshot file", e))?;
     Ok((name, path))
+}
+
+/// Dirty bytes a snapshot file may hold before it is synced on the way (`fdatasync`), so that a
+/// multi-GiB snapshot never has gigabytes of dirty pages waiting for one final flush. Without
+/// it, three co-located nodes each writing a 3.4 GiB snapshot at the same log index pushed the
+/// kernel past its dirty-page limit; every writer on the disk was throttled, the log's appends
+/// with them, a follower missed its heartbeats and the cluster held an election
+/// (docs/SCALING.md, the 10 M run).
+pub const SNAPSHOT_SYNC_EVERY_BYTES: u64 = 64 * 1024 * 1024;
+
+/// A snapshot data file being written, synced every [`SNAPSHOT_SYNC_EVERY_BYTES`].
+pub(super) struct Syncing {
+    file: fs::File,
+    unsynced: u64,
+}
+
+impl Write for Syncing {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.unsynced += n as u64;
+        if self.unsynced >= SNAPSHOT_SYNC_EVERY_BYTES {
+            self.file.sync_data()?;
+            self.unsynced = 0;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
 }
 
 /// Names `data` (a file in `dir`) as the current snapshot with `meta`, by rename.
