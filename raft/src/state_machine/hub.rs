@@ -93,7 +93,8 @@ impl Hub {
     pub(crate) fn publish(&self, events: Vec<Event>, last: u64) {
         let mut topics = self.lock();
         topics.published = topics.published.max(last);
-        let mut woken: Vec<(Arc<TopicState>, u64)> = Vec::new();
+        // Each woken topic once, with its last sequence number (by the state's address).
+        let mut woken: HashMap<*const TopicState, (Arc<TopicState>, u64)> = HashMap::new();
         for e in events {
             let Some((state, _)) = topics.watched.get(&e.topic) else { continue };
             let seq = e.seq;
@@ -106,13 +107,10 @@ impl Hub {
                 }
                 r.events.push_back(Arc::new(e));
             }
-            match woken.iter_mut().find(|(s, _)| Arc::ptr_eq(s, state)) {
-                Some(w) => w.1 = seq,
-                None => woken.push((state.clone(), seq)),
-            }
+            woken.entry(Arc::as_ptr(state)).or_insert_with(|| (state.clone(), seq)).1 = seq;
         }
         drop(topics);
-        for (state, seq) in woken {
+        for (state, seq) in woken.into_values() {
             state.wake.send_replace(seq);
         }
     }
