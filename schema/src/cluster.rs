@@ -164,7 +164,9 @@ impl ClusterMutation {
         Ok(cluster_of(&api.store).await)
     }
 
-    /// Builds a snapshot on the answering node now.
+    /// Asks the answering node to build a snapshot now. `true` means asked: a build already in
+    /// progress absorbs the request (openraft drops it), so a caller that needs a snapshot at
+    /// or past some index watches `cluster { snapshotIndex }` and asks again.
     async fn trigger_snapshot(&self, ctx: &Context<'_>) -> Result<bool, Error> {
         admin(ctx).await?;
         ctx.data::<ApiContext>()?.store.trigger_snapshot().await.map_err(store)?;
