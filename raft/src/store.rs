@@ -134,11 +134,6 @@ impl Store {
         &self.inner.stats
     }
 
-    /// A watch of the newest event sequence number (subscribers wake on it, then read).
-    pub fn event_seq(&self) -> watch::Receiver<u64> {
-        self.inner.sm.event_seq()
-    }
-
     /// Watches one topic for subscribers: woken by that topic's events only, with its recent
     /// events shared by all its watchers (see `state_machine::hub`).
     pub fn watch_topic(&self, topic: &str) -> crate::TopicWatch {

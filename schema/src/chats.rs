@@ -311,7 +311,7 @@ impl ChatSubscription {
         let (me, expires_at_ms): (User, i64) = crate::auth::viewer_session(ctx).await?;
         let chat_id = parse_id("chatId", &chat_id)?;
         let handle: Store = ctx.data::<ApiContext>()?.store.clone();
-        let watch = feed::watch_topic(&handle, &chat_topic(chat_id));
+        let watch = handle.watch_topic(&chat_topic(chat_id));
         let read = handle
             .read(StoreConsistency::Linearizable, |v| {
                 Ok((chat_for(v, chat_id, me.id)?, (v.topic_pruned(&chat_topic(chat_id))?, v.event_window()?.1)))

@@ -35,12 +35,6 @@ pub(crate) enum FeedItem {
     Tick { cursor: u64 },
 }
 
-/// A watch of `topic`'s events, marked seen. Take it *before* the subscription's initial read:
-/// an event applied between the two then still wakes the loop, and is in the topic's ring.
-pub(crate) fn watch_topic(store: &Store, topic: &str) -> TopicWatch {
-    store.watch_topic(topic)
-}
-
 /// A topic's events after `after` are all still retained only if none of that topic's events
 /// after it was pruned (`pruned`: the highest number pruned from the topic, from
 /// `ReadView::topic_pruned`). `reread` names the query that gives the client the current state
@@ -78,7 +72,8 @@ pub(crate) struct Session {
 pub(crate) struct Follow {
     /// The store to read from.
     pub store: Store,
-    /// From [`watch_topic`], taken before the caller's initial read; it names the topic.
+    /// From `Store::watch_topic`, taken *before* the caller's initial read (an event applied
+    /// between the two then still wakes the loop, and is in the topic's ring); it names the topic.
     pub watch: TopicWatch,
     /// The last event number the client has; replay starts after it.
     pub after: u64,

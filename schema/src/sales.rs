@@ -449,7 +449,7 @@ impl SaleSubscription {
     ) -> Result<impl Stream<Item = Result<SaleUpdate, Error>>, Error> {
         let id = parse_id("saleId", &sale_id)?;
         let store: Store = ctx.data::<ApiContext>()?.store.clone();
-        let watch = feed::watch_topic(&store, &sale_topic(id));
+        let watch = store.watch_topic(&sale_topic(id));
         let read = store
             .read(StoreConsistency::Linearizable, |v| {
                 Ok((v.sale(id)?, (v.topic_pruned(&sale_topic(id))?, v.event_window()?.1)))

@@ -388,7 +388,7 @@ impl TweetSubscription {
     ) -> Result<impl Stream<Item = Result<TimelineEvent, Error>>, Error> {
         let (me, expires_at_ms) = crate::auth::viewer_session(ctx).await?;
         let handle: Store = ctx.data::<ApiContext>()?.store.clone();
-        let watch = feed::watch_topic(&handle, TWEETS_TOPIC);
+        let watch = handle.watch_topic(TWEETS_TOPIC);
         let (pruned, last) = handle
             .read(StoreConsistency::Linearizable, |v| Ok((v.topic_pruned(TWEETS_TOPIC)?, v.event_window()?.1)))
             .await

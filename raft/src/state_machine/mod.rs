@@ -85,8 +85,6 @@ pub struct StateMachine {
     db: Arc<Database>,
     dir: PathBuf,
     applied: Arc<watch::Sender<u64>>,
-    /// The newest event sequence number, so subscribers wake when there is something to read.
-    events: Arc<watch::Sender<u64>>,
     /// Each watched topic's wake-up and recent events (see hub.rs).
     hub: Arc<hub::Hub>,
     /// Deliberate bugs switched on for the fault simulation; none otherwise.
@@ -184,7 +182,6 @@ impl StateMachine {
             db: Arc::new(db),
             dir: dir.to_path_buf(),
             applied: Arc::new(watch::channel(0).0),
-            events: Arc::new(watch::channel(0).0),
             hub: Arc::default(),
             inject,
             snapshot_file: Arc::new(std::sync::Mutex::new(())),
@@ -197,9 +194,7 @@ impl StateMachine {
         sm.clean_snapshot_dir()?;
         let (last, _) = sm.read_applied_state()?;
         sm.applied.send_replace(last.map_or(0, |l| l.index));
-        let last_event = sm.read()?.event_window()?.1;
-        sm.events.send_replace(last_event);
-        sm.hub.reset(last_event);
+        sm.hub.reset(sm.read()?.event_window()?.1);
         Ok(sm)
     }
 
@@ -229,11 +224,6 @@ impl StateMachine {
     /// A watch of the last applied log index, updated after each committed apply batch.
     pub fn applied_index(&self) -> watch::Receiver<u64> {
         self.applied.subscribe()
-    }
-
-    /// A watch of the newest event sequence number.
-    pub fn event_seq(&self) -> watch::Receiver<u64> {
-        self.events.subscribe()
     }
 
     /// Watches one topic: woken by its events only, with its recent events at hand (see
@@ -330,10 +320,8 @@ impl StateMachine {
         drop(durable_at);
         self.stages.apply_commit.since(committing);
         self.stages.apply.since(started);
-        // Wake subscribers only when the batch emitted events: most writes emit none, and each
-        // wake-up costs every subscriber a read.
+        // Wakes only the topics the batch emitted events on (most writes emit none).
         self.hub.publish(emitted, last_event);
-        self.events.send_if_modified(|seq| std::mem::replace(seq, last_event) != last_event);
         self.applied.send_replace(last.index);
         Ok(responses)
     }

@@ -500,9 +500,7 @@ impl StateMachine {
         }
         self.installed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.applied.send_replace(meta.last_log_id.map_or(0, |l| l.index));
-        let last_event = self.read()?.event_window()?.1;
-        self.hub.reset(last_event);
-        self.events.send_replace(last_event);
+        self.hub.reset(self.read()?.event_window()?.1);
         Ok(())
     }
 }
